@@ -1,0 +1,427 @@
+"""Uniform (affine and symmetric) quantization: qparams, quantize, dequantize, fake-quantize.
+
+Taught in 02_affine_vs_scale. Vocabulary used everywhere in the course:
+``x`` float input, ``q`` integer codes, ``scale``, ``zero_point``, ``bits``, ``qmin``/``qmax``,
+``x_hat`` dequantized value, ``err = x_hat - x``.
+
+The default arithmetic follows PyTorch's CPU kernels exactly, so the results are bit-equal
+to ``torch.quantize_per_tensor`` / ``torch.fake_quantize_per_tensor_affine``:
+
+* qparams in float32: ``scale = (max - min) / (qmax - qmin)``, ``zero_point = qmin - round(min / scale)``,
+  with the range first widened to include 0 (so that 0 is exactly representable);
+* quantize: ``q = clamp(round(x * (1 / scale)) + zero_point, qmin, qmax)`` with round-half-to-even;
+* dequantize: ``x_hat = (q - zero_point) * scale``.
+
+Granularity is chosen by ``axis`` and ``group_size``: neither → per-tensor (one scale),
+``axis`` only → per-channel along ``axis`` (one scale per index of that dimension),
+``axis`` and ``group_size`` → per-group: dimension ``axis`` is cut into contiguous groups of
+``group_size`` elements, each with its own scale.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from helpers._validate import (
+    check_axis,
+    check_bits,
+    check_choice,
+    check_float_tensor,
+    check_int,
+    check_min_max,
+    check_positive,
+    check_tensor,
+)
+
+__all__ = [
+    "qrange",
+    "affine_qparams",
+    "calc_qparams",
+    "quantize",
+    "dequantize",
+    "fake_quantize",
+    "quantize_tensor",
+    "fake_quantize_tensor",
+    "mse",
+    "sqnr_db",
+    "GRANULARITIES",
+    "CONVENTIONS",
+]
+
+GRANULARITIES = ("tensor", "channel", "group")
+CONVENTIONS = ("round_then_shift", "shift_then_round")
+_F32_EPS = torch.finfo(torch.float32).eps
+
+
+def qrange(bits: int = 8, signed: bool = True, restricted: bool = False) -> tuple[int, int]:
+    """Integer range ``(qmin, qmax)`` of a ``bits``-bit code.
+
+    signed full: ``[-2^(b-1), 2^(b-1)-1]``; signed restricted: ``[-(2^(b-1)-1), 2^(b-1)-1]``
+    (symmetric around 0, e.g. [-127, 127]); unsigned: ``[0, 2^b - 1]``.
+    Taught in 02_affine_vs_scale.
+    """
+    check_bits(bits)
+    if not isinstance(signed, bool):
+        raise TypeError(f"signed must be True or False, got {signed!r}")
+    if not isinstance(restricted, bool):
+        raise TypeError(f"restricted must be True or False, got {restricted!r}")
+    if not signed:
+        if restricted:
+            raise ValueError("restricted=True needs signed=True (the restricted range is [-(2^(b-1)-1), 2^(b-1)-1])")
+        return 0, 2**bits - 1
+    if restricted:
+        if bits < 2:
+            raise ValueError(f"restricted=True needs bits in 2..16, got {bits}")
+        return -(2 ** (bits - 1)) + 1, 2 ** (bits - 1) - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def affine_qparams(
+    x_min: float | torch.Tensor,
+    x_max: float | torch.Tensor,
+    bits: int = 8,
+    *,
+    signed: bool = True,
+    symmetric: bool = False,
+    restricted: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero-point that map ``[x_min, x_max]`` onto the ``bits``-bit integer range.
+
+    Affine: ``scale = (max - min) / (qmax - qmin)``, ``zero_point = qmin - round(min / scale)``.
+    Symmetric: ``scale = max(|min|, |max|) / ((qmax - qmin) / 2)``, ``zero_point`` = 0 (signed)
+    or the middle code (unsigned). The range is widened to include 0 first and the arithmetic is
+    float32, as in ``torch.ao.quantization.MinMaxObserver``. ``x_min``/``x_max`` may be tensors
+    (one entry per channel or group). Returns float32 ``scale`` and int32 ``zero_point``.
+    Taught in 02_affine_vs_scale.
+    """
+    check_min_max(x_min, x_max)
+    qmin, qmax = qrange(bits, signed, restricted)
+    if not isinstance(symmetric, bool):
+        raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
+    lo = torch.as_tensor(x_min, dtype=torch.float32)
+    hi = torch.as_tensor(x_max, dtype=torch.float32)
+    lo, hi = torch.broadcast_tensors(lo, hi)
+    lo = torch.clamp(lo, max=0.0)
+    hi = torch.clamp(hi, min=0.0)
+    eps = torch.tensor(_F32_EPS, dtype=torch.float32)
+    if symmetric:
+        amax = torch.maximum(-lo, hi)
+        scale = torch.maximum(amax / (float(qmax - qmin) / 2), eps)
+        middle = 0 if signed else (qmin + qmax + 1) // 2
+        zero_point = torch.full_like(scale, middle, dtype=torch.int32)
+    else:
+        scale = torch.maximum((hi - lo) / float(qmax - qmin), eps)
+        zero_point = (qmin - torch.round(lo / scale)).to(torch.int32)
+        zero_point = torch.clamp(zero_point, qmin, qmax)
+    return scale, zero_point
+
+
+def _group_view(x: torch.Tensor, axis: int, group_size: int) -> torch.Tensor:
+    """View ``x`` with dimension ``axis`` split into ``(n_groups, group_size)``."""
+    n = x.shape[axis]
+    if n % group_size:
+        raise ValueError(f"group_size must divide the size of dimension {axis} ({n}); got group_size={group_size}")
+    return x.reshape(*x.shape[:axis], n // group_size, group_size, *x.shape[axis + 1 :])
+
+
+def _granularity(x: torch.Tensor, axis: int | None, group_size: int | None) -> tuple[int | None, int | None]:
+    """Validate ``axis``/``group_size`` against ``x`` and return them normalised."""
+    if axis is None:
+        if group_size is not None:
+            raise ValueError("group_size needs an axis: pass axis=<dimension to cut into groups>")
+        return None, None
+    axis = check_axis(axis, x.ndim)
+    if group_size is not None:
+        group_size = check_int(group_size, "group_size", lo=1)
+        if x.shape[axis] % group_size:
+            raise ValueError(
+                f"group_size must divide the size of dimension {axis} ({x.shape[axis]}); got group_size={group_size}"
+            )
+    return axis, group_size
+
+
+def _broadcast_param(
+    p: torch.Tensor, x: torch.Tensor, axis: int | None, group_size: int | None, name: str
+) -> torch.Tensor:
+    """Reshape a per-tensor/per-channel/per-group parameter so it broadcasts against ``x``."""
+    if axis is None:
+        if p.numel() != 1:
+            raise ValueError(f"{name} must have one element for per-tensor quantization, got shape {tuple(p.shape)}")
+        return p.reshape(())
+    if group_size is None:
+        if p.numel() != x.shape[axis]:
+            raise ValueError(
+                f"{name} must have {x.shape[axis]} elements (size of axis {axis}) for per-channel quantization, "
+                f"got {p.numel()}"
+            )
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        return p.reshape(shape)
+    expected = list(x.shape)
+    expected[axis] = x.shape[axis] // group_size
+    if list(p.shape) != expected:
+        raise ValueError(f"{name} must have shape {tuple(expected)} for per-group quantization, got {tuple(p.shape)}")
+    return p.repeat_interleave(group_size, dim=axis)
+
+
+def _as_param(value: float | int | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return value.to(dtype) if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=dtype)
+
+
+def _check_zero_point(zero_point: float | int | torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    zp = zero_point if isinstance(zero_point, torch.Tensor) else torch.tensor(zero_point)
+    if zp.is_floating_point():
+        if not bool(torch.isfinite(zp).all()) or not bool((zp == torch.round(zp)).all()):
+            raise ValueError("zero_point must hold whole numbers")
+    elif zp.dtype == torch.bool or zp.is_complex():
+        raise TypeError(f"zero_point must be an integer tensor or number, got dtype {zp.dtype}")
+    if bool((zp < qmin).any()) or bool((zp > qmax).any()):
+        raise ValueError(
+            f"zero_point must lie in qmin..qmax = {qmin}..{qmax}, got {zp.min().item()}..{zp.max().item()}"
+        )
+    return zp
+
+
+def _check_qmin_qmax(qmin: int, qmax: int) -> None:
+    check_int(qmin, "qmin", lo=-(2**16), hi=2**16)
+    check_int(qmax, "qmax", lo=-(2**16), hi=2**16)
+    if qmin >= qmax:
+        raise ValueError(f"qmin must be < qmax, got qmin={qmin}, qmax={qmax}")
+    if qmax - qmin > 2**16 - 1:
+        raise ValueError(f"qmax - qmin must be at most 65535 (16 bits), got {qmax - qmin}")
+
+
+def _code_dtype(qmin: int, qmax: int) -> torch.dtype:
+    """Smallest integer dtype that holds ``qmin..qmax``."""
+    for dtype in (torch.int8, torch.uint8, torch.int16, torch.int32):
+        info = torch.iinfo(dtype)
+        if info.min <= qmin and qmax <= info.max:
+            return dtype
+    return torch.int64
+
+
+def _check_finite_fast(x: torch.Tensor, name: str) -> None:
+    """One read-only pass: NaN or inf makes the min or max non-finite."""
+    lo, hi = torch.aminmax(x)
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        raise ValueError(f"{name} must contain only finite values (no NaN or inf)")
+
+
+def calc_qparams(
+    x: torch.Tensor,
+    bits: int = 8,
+    *,
+    signed: bool = True,
+    symmetric: bool = False,
+    restricted: bool = False,
+    axis: int | None = None,
+    group_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min-max qparams of ``x`` per tensor, per channel (``axis``) or per group (``axis``, ``group_size``).
+
+    Per-channel reduces over every dimension except ``axis``; per-group reduces over each
+    contiguous group of ``group_size`` along ``axis`` (qparams shape: ``x.shape`` with that
+    dimension divided by ``group_size``). Taught in 02_affine_vs_scale.
+    """
+    check_float_tensor(x, "x", allow_nonfinite=True)
+    axis, group_size = _granularity(x, axis, group_size)
+    xf = x.detach().float()
+    if axis is None:
+        lo, hi = torch.aminmax(xf)
+    elif group_size is None:
+        moved = xf.movedim(axis, 0).reshape(x.shape[axis], -1)
+        lo, hi = torch.aminmax(moved, dim=1)
+    else:
+        lo, hi = torch.aminmax(_group_view(xf, axis, group_size), dim=axis + 1)
+    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
+        raise ValueError("x must contain only finite values (no NaN or inf)")
+    return affine_qparams(lo, hi, bits, signed=signed, symmetric=symmetric, restricted=restricted)
+
+
+def quantize(
+    x: torch.Tensor,
+    scale: float | torch.Tensor,
+    zero_point: int | torch.Tensor,
+    qmin: int,
+    qmax: int,
+    *,
+    axis: int | None = None,
+    group_size: int | None = None,
+    convention: str = "round_then_shift",
+) -> torch.Tensor:
+    """Integer codes ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``.
+
+    ``x / scale`` is computed as ``x * (1 / scale)`` in float32, like PyTorch's kernels, and
+    rounding is half-to-even. ``convention="shift_then_round"`` computes
+    ``round(x / scale + zero_point)`` instead — the form some papers write; the two differ only
+    on ties. Returns the smallest integer dtype that holds ``qmin..qmax``.
+    Taught in 02_affine_vs_scale.
+    """
+    check_float_tensor(x, "x", allow_nonfinite=True)
+    _check_finite_fast(x, "x")
+    _check_qmin_qmax(qmin, qmax)
+    check_choice(convention, "convention", CONVENTIONS)
+    axis, group_size = _granularity(x, axis, group_size)
+    check_positive(_as_param(scale, torch.float32), "scale")
+    zp = _check_zero_point(zero_point, qmin, qmax)
+    s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
+    z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
+    inv_scale = 1.0 / s
+    if convention == "round_then_shift":
+        q = torch.round(x.float() * inv_scale).add_(z)
+    else:
+        q = torch.round(x.float() * inv_scale + z)
+    return q.clamp_(qmin, qmax).to(_code_dtype(qmin, qmax))
+
+
+def dequantize(
+    q: torch.Tensor,
+    scale: float | torch.Tensor,
+    zero_point: int | torch.Tensor,
+    *,
+    axis: int | None = None,
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """Float32 values ``x_hat = (q - zero_point) * scale``. Taught in 02_affine_vs_scale."""
+    check_tensor(q, "q")
+    if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
+        raise TypeError(f"q must be an integer tensor (int8, uint8, int16, int32 or int64), got dtype {q.dtype}")
+    axis, group_size = _granularity(q, axis, group_size)
+    check_positive(_as_param(scale, torch.float32), "scale")
+    zp = zero_point if isinstance(zero_point, torch.Tensor) else torch.tensor(zero_point)
+    s = _broadcast_param(_as_param(scale, torch.float32), q, axis, group_size, "scale")
+    z = _broadcast_param(zp.to(torch.float32), q, axis, group_size, "zero_point")
+    return (q.float() - z) * s
+
+
+def fake_quantize(
+    x: torch.Tensor,
+    scale: float | torch.Tensor,
+    zero_point: int | torch.Tensor,
+    qmin: int,
+    qmax: int,
+    *,
+    axis: int | None = None,
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """Quantize then dequantize in one go: ``x_hat = (clamp(round(x/scale) + zp, qmin, qmax) - zp) * scale``.
+
+    Equal, bit for bit, to ``torch.fake_quantize_per_tensor_affine`` (per-tensor) and
+    ``torch.fake_quantize_per_channel_affine`` (per-channel). Uses the identity
+    ``clamp(r + zp, qmin, qmax) - zp == clamp(r, qmin - zp, qmax - zp)`` so it needs only four
+    element-wise passes. Returns float32. Taught in 02_affine_vs_scale.
+    """
+    check_float_tensor(x, "x", allow_nonfinite=True)
+    _check_finite_fast(x, "x")
+    _check_qmin_qmax(qmin, qmax)
+    axis, group_size = _granularity(x, axis, group_size)
+    check_positive(_as_param(scale, torch.float32), "scale")
+    zp = _check_zero_point(zero_point, qmin, qmax)
+    s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
+    z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
+    r = torch.round(x.float() * (1.0 / s))
+    if z.ndim == 0:
+        r.clamp_(qmin - float(z), qmax - float(z))
+    else:
+        r = torch.clamp(r, qmin - z, qmax - z)
+    return r.mul_(s)
+
+
+def _scheme_flags(scheme: str) -> bool:
+    check_choice(scheme, "scheme", ("affine", "symmetric"))
+    return scheme == "symmetric"
+
+
+def _granularity_args(
+    x: torch.Tensor, granularity: str, axis: int, group_size: int | None
+) -> tuple[int | None, int | None]:
+    check_choice(granularity, "granularity", GRANULARITIES)
+    if granularity == "tensor":
+        return None, None
+    if granularity == "channel":
+        return axis, None
+    if group_size is None:
+        raise ValueError("granularity='group' needs group_size (a positive integer dividing the axis length)")
+    return axis, group_size
+
+
+def quantize_tensor(
+    x: torch.Tensor,
+    bits: int = 8,
+    *,
+    scheme: str = "affine",
+    signed: bool = True,
+    restricted: bool = False,
+    granularity: str = "tensor",
+    axis: int = 0,
+    group_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Min-max quantize ``x``: returns ``(q, scale, zero_point)``.
+
+    ``scheme`` is ``"affine"`` (zero-point) or ``"symmetric"`` (scale only); ``granularity`` is
+    ``"tensor"``, ``"channel"`` (along ``axis``) or ``"group"`` (``group_size`` elements along
+    ``axis``). Taught in 02_affine_vs_scale.
+    """
+    symmetric = _scheme_flags(scheme)
+    check_float_tensor(x, "x")
+    ax, gs = _granularity_args(x, granularity, axis, group_size)
+    scale, zero_point = calc_qparams(
+        x, bits, signed=signed, symmetric=symmetric, restricted=restricted, axis=ax, group_size=gs
+    )
+    qmin, qmax = qrange(bits, signed, restricted)
+    return quantize(x, scale, zero_point, qmin, qmax, axis=ax, group_size=gs), scale, zero_point
+
+
+def fake_quantize_tensor(
+    x: torch.Tensor,
+    bits: int = 8,
+    *,
+    scheme: str = "affine",
+    signed: bool = True,
+    restricted: bool = False,
+    granularity: str = "tensor",
+    axis: int = 0,
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """Min-max fake-quantize ``x`` (quantize then dequantize); same arguments as ``quantize_tensor``.
+
+    Taught in 02_affine_vs_scale.
+    """
+    symmetric = _scheme_flags(scheme)
+    check_float_tensor(x, "x")
+    ax, gs = _granularity_args(x, granularity, axis, group_size)
+    scale, zero_point = calc_qparams(
+        x, bits, signed=signed, symmetric=symmetric, restricted=restricted, axis=ax, group_size=gs
+    )
+    qmin, qmax = qrange(bits, signed, restricted)
+    return fake_quantize(x, scale, zero_point, qmin, qmax, axis=ax, group_size=gs)
+
+
+def _check_pair(x: torch.Tensor, x_hat: torch.Tensor) -> None:
+    check_float_tensor(x, "x")
+    check_float_tensor(x_hat, "x_hat")
+    if x.shape != x_hat.shape:
+        raise ValueError(f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}")
+
+
+def mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """Mean squared error ``mean((x_hat - x)^2)``, computed in float64. Taught in 02_affine_vs_scale."""
+    _check_pair(x, x_hat)
+    err = x_hat.double() - x.double()
+    return float(torch.mean(err * err))
+
+
+def sqnr_db(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """Signal-to-quantization-noise ratio ``10 log10(sum x^2 / sum (x_hat - x)^2)`` in dB.
+
+    Returns ``inf`` when the reconstruction is exact. Taught in 02_affine_vs_scale.
+    """
+    _check_pair(x, x_hat)
+    xd = x.double()
+    noise = float(torch.sum((x_hat.double() - xd) ** 2))
+    signal = float(torch.sum(xd * xd))
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * torch.log10(torch.tensor(signal / noise, dtype=torch.float64)).item()
