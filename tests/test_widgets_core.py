@@ -1,0 +1,40 @@
+"""Tests of the shared widget glue and plotting helpers."""
+
+import ipywidgets as widgets
+import pytest
+
+from helpers.plotting import fig_to_png, new_figure
+from helpers.widgets import panel
+
+
+def _draw(bits: int, label: str):
+    fig, ax = new_figure(3, 2)
+    ax.plot(range(2**bits))
+    ax.set_title(label)
+    return fig, f"levels = {2**bits}"
+
+
+def test_panel_redraws_on_value_change():
+    slider = widgets.IntSlider(value=2, min=1, max=4, description="bits")
+    box = panel(_draw, {"bits": slider, "label": widgets.Text(value="a")})
+    png, text = box.image.value, box.readout.value
+    assert bytes(png).startswith(b"\x89PNG") and "levels = 4" in text and box.redraws == 1
+    slider.value = 3
+    assert box.image.value != png and "levels = 8" in box.readout.value
+    assert box.redraws == 2 and box.last_values == {"bits": 3, "label": "a"}
+
+
+def test_panel_bad_inputs():
+    with pytest.raises(TypeError, match="draw"):
+        panel("not callable", {"bits": widgets.IntSlider()})
+    with pytest.raises(ValueError, match="controls"):
+        panel(_draw, {})
+    with pytest.raises(TypeError, match="controls\\['bits'\\]"):
+        panel(_draw, {"bits": widgets.Button()})
+
+
+def test_fig_to_png_bad_input():
+    with pytest.raises(TypeError, match="fig"):
+        fig_to_png("nope")
+    fig, _ = new_figure(2, 2)
+    assert fig_to_png(fig).startswith(b"\x89PNG")
