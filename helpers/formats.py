@@ -1,0 +1,356 @@
+"""Floating-point number formats: bit layouts, encode/decode, and rounding a tensor to a format.
+
+Taught in 01_float_bits. A binary floating-point format with ``E`` exponent bits and ``M``
+mantissa (fraction) bits stores a sign ``s``, a biased exponent ``e`` and a fraction ``m``:
+
+* normal (``0 < e < all ones``): ``x = (-1)^s · (1 + m / 2^M) · 2^(e - bias)``, ``bias = 2^(E-1) - 1``;
+* subnormal (``e = 0``): ``x = (-1)^s · (m / 2^M) · 2^(1 - bias)`` (``m = 0`` gives ±0);
+* ``e`` all ones: ±inf (``m = 0``) or NaN (IEEE-like formats).
+
+``fp8_e4m3`` is the OCP / ``torch.float8_e4m3fn`` variant: no infinities, the all-ones exponent
+holds normal numbers, and only ``S.1111.111`` is NaN, so its largest value is ``1.110b · 2^8 = 448``.
+
+Rounding follows PyTorch's casts bit for bit (checked in ``tests/test_formats.py``): the input is
+first cast to float32, then rounded to nearest with ties to even; overflow gives ±inf in fp16,
+bf16 and fp8_e5m2, while ``.to(torch.float8_e4m3fn)`` saturates to ±448 (even ±inf becomes ±448).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from helpers._validate import check_choice, check_float_tensor, check_tensor
+
+__all__ = [
+    "FORMATS",
+    "FloatFormat",
+    "FloatBits",
+    "format_info",
+    "format_table",
+    "round_to_format",
+    "encode",
+    "decode",
+    "float_bits",
+    "value_from_bits",
+    "classify",
+    "ulp",
+]
+
+#: The format names every function accepts, narrowest exponent last.
+FORMATS = ("fp32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2")
+CLASSES = ("zero", "subnormal", "normal", "inf", "nan")
+
+
+@dataclass(frozen=True)
+class FloatFormat:
+    """One row of the format table; every number is derived from ``exp_bits`` and ``man_bits``."""
+
+    name: str
+    bits: int
+    exp_bits: int
+    man_bits: int
+    bias: int
+    max: float
+    smallest_normal: float
+    smallest_subnormal: float
+    eps: float
+    has_inf: bool
+    torch_dtype: torch.dtype
+
+    @property
+    def emin(self) -> int:
+        """Unbiased exponent of the smallest normal number, ``1 - bias``."""
+        return 1 - self.bias
+
+    @property
+    def emax(self) -> int:
+        """Unbiased exponent of the largest finite number."""
+        return (2**self.exp_bits - 1 if not self.has_inf else 2**self.exp_bits - 2) - self.bias
+
+
+def _build(name: str, exp_bits: int, man_bits: int, has_inf: bool, dtype: torch.dtype) -> FloatFormat:
+    bias = 2 ** (exp_bits - 1) - 1
+    if has_inf:  # all-ones exponent reserved for inf/NaN: largest is 1.11..1 x 2^(2^E - 2 - bias)
+        emax = 2**exp_bits - 2 - bias
+        max_value = (2 - 2.0**-man_bits) * 2.0**emax
+    else:  # e4m3fn: all-ones exponent is normal, only mantissa all ones is NaN -> 1.11..10 x 2^emax
+        emax = 2**exp_bits - 1 - bias
+        max_value = (2 - 2.0 ** (1 - man_bits)) * 2.0**emax
+    return FloatFormat(
+        name=name,
+        bits=1 + exp_bits + man_bits,
+        exp_bits=exp_bits,
+        man_bits=man_bits,
+        bias=bias,
+        max=max_value,
+        smallest_normal=2.0 ** (1 - bias),
+        smallest_subnormal=2.0 ** (1 - bias - man_bits),
+        eps=2.0**-man_bits,
+        has_inf=has_inf,
+        torch_dtype=dtype,
+    )
+
+
+_INFO = {
+    "fp32": _build("fp32", 8, 23, True, torch.float32),
+    "fp16": _build("fp16", 5, 10, True, torch.float16),
+    "bf16": _build("bf16", 8, 7, True, torch.bfloat16),
+    "fp8_e4m3": _build("fp8_e4m3", 4, 3, False, torch.float8_e4m3fn),
+    "fp8_e5m2": _build("fp8_e5m2", 5, 2, True, torch.float8_e5m2),
+}
+
+
+def _check_fmt(fmt: object, name: str = "fmt") -> FloatFormat:
+    if not isinstance(fmt, str):
+        raise TypeError(f"{name} must be a format name (str), one of {', '.join(FORMATS)}; got {type(fmt).__name__}")
+    check_choice(fmt, name, FORMATS)
+    return _INFO[fmt]
+
+
+def format_info(fmt: str) -> FloatFormat:
+    """The layout and range of format ``fmt``: bits, exponent/mantissa bits, bias, max, smallest normal/subnormal, eps.
+
+    ``eps = 2^-M`` (gap between 1 and the next number), ``smallest_normal = 2^(1-bias)``,
+    ``smallest_subnormal = 2^(1-bias-M)``. Taught in 01_float_bits.
+    """
+    return _check_fmt(fmt)
+
+
+def format_table() -> list[FloatFormat]:
+    """``format_info`` of every format in ``FORMATS``, in that order. Taught in 01_float_bits."""
+    return [_INFO[name] for name in FORMATS]
+
+
+def _as_float32(x: torch.Tensor, name: str) -> torch.Tensor:
+    check_float_tensor(x, name, allow_nonfinite=True)
+    return x.detach().to(torch.float32)
+
+
+def _unbiased_exponent(a: torch.Tensor) -> torch.Tensor:
+    """floor(log2(a)) for a > 0 (float64 input), exactly, via frexp (a = m · 2^k, m in [0.5, 1))."""
+    _, k = torch.frexp(a)
+    return k.to(torch.int64) - 1
+
+
+def round_to_format(x: torch.Tensor, fmt: str) -> torch.Tensor:
+    """``x`` rounded to the nearest value of ``fmt`` (ties to even), as a float32 tensor; matches ``x.to(dtype)``.
+
+    For ``|x|`` with exponent ``k = floor(log2|x|)`` the spacing is ``2^(max(k, emin) - M)``, so
+    ``x_hat = round_half_even(x / spacing) · spacing``; results beyond ``max`` become ±inf, or ±max
+    for fp8_e4m3 (torch's cast saturates). Inputs are cast to float32 first, as torch's casts do.
+    Taught in 01_float_bits.
+    """
+    info = _check_fmt(fmt)
+    x32 = _as_float32(x, "x")
+    if info.name == "fp32":
+        return x32.clone()
+    # k = floor(log2|x|) read from the float32 exponent field (fp32 subnormals get -127; clamped to emin)
+    k = ((x32.view(torch.int32) >> 23) & 0xFF) - 127
+    spacing = _pow2_float32(k.clamp_min(info.emin) - info.man_bits)
+    x_hat = torch.round(x32 / spacing) * spacing  # exact scaling by a power of two; round is half-to-even
+    overflow = x_hat.abs() > info.max  # also true for +-inf; NaN stays NaN
+    limit = math.inf if info.has_inf else info.max  # float8_e4m3fn: torch's cast saturates
+    return torch.where(overflow, torch.copysign(torch.full_like(x_hat, limit), x32), x_hat)
+
+
+def _pow2_float32(n: torch.Tensor) -> torch.Tensor:
+    """Exact ``2.0 ** n`` as float32 for integer ``n`` in -149..127 (subnormal powers included), built from bits."""
+    normal_bits = (n + 127).clamp(1, 254) << 23
+    subnormal_bits = torch.ones_like(n) << (n + 149).clamp(0, 22)
+    return torch.where(n >= -126, normal_bits, subnormal_bits).to(torch.int32).view(torch.float32)
+
+
+def classify(x: torch.Tensor, fmt: str) -> list[str]:
+    """Class of each element of ``x`` after rounding to ``fmt``: "zero", "subnormal", "normal", "inf" or "nan".
+
+    Returns a flat list (one string per element, in ``x.flatten()`` order). Taught in 01_float_bits.
+    """
+    codes = _class_codes(round_to_format(x, fmt), _INFO[fmt]).flatten()
+    return [CLASSES[int(c)] for c in codes]
+
+
+def _class_codes(r: torch.Tensor, info: FloatFormat) -> torch.Tensor:
+    a = r.abs()
+    code = torch.full(r.shape, 2, dtype=torch.int64)
+    code[a < info.smallest_normal] = 1
+    code[a == 0] = 0
+    code[torch.isinf(a)] = 3
+    code[torch.isnan(a)] = 4
+    return code
+
+
+def encode(x: torch.Tensor, fmt: str) -> torch.Tensor:
+    """The bit patterns (as int64 codes in ``0..2^bits - 1``) of ``x`` rounded to ``fmt``.
+
+    ``code = s · 2^(bits-1) + e · 2^M + m``. NaN is encoded as torch does for the float8 types
+    (exponent and mantissa all ones) and as the quiet NaN ``0 1..1 10..0`` for the wider formats.
+    Taught in 01_float_bits.
+    """
+    info = _check_fmt(fmt)
+    r = round_to_format(x, fmt).to(torch.float64)
+    M, E = info.man_bits, info.exp_bits
+    sign = torch.signbit(r).to(torch.int64)
+    a = r.abs()
+    finite_pos = torch.isfinite(a) & (a > 0)
+    safe = torch.where(finite_pos, a, torch.ones_like(a))
+    k = _unbiased_exponent(safe)
+    normal = finite_pos & (k >= info.emin)
+    e = torch.where(normal, k + info.bias, torch.zeros_like(k))
+    frac_normal = torch.ldexp(safe, -k) - 1.0  # in [0, 1)
+    frac_sub = torch.ldexp(safe, torch.tensor(M - info.emin))  # m for subnormals, exact integer
+    m = torch.where(normal, torch.round(torch.ldexp(frac_normal, torch.tensor(M))), frac_sub).to(torch.int64)
+    m = torch.where(finite_pos, m, torch.zeros_like(m))
+    all_ones = 2**E - 1
+    e = torch.where(torch.isinf(a), torch.full_like(e, all_ones), e)
+    nan = torch.isnan(a)
+    nan_m = 2**M - 1 if info.bits == 8 else 2 ** (M - 1)
+    e = torch.where(nan, torch.full_like(e, all_ones), e)
+    m = torch.where(nan, torch.full_like(m, nan_m), m)
+    sign = torch.where(nan, torch.zeros_like(sign), sign)
+    return (sign << (info.bits - 1)) | (e << M) | m
+
+
+def decode(codes: torch.Tensor, fmt: str) -> torch.Tensor:
+    """The float32 values of integer bit patterns ``codes`` (each in ``0..2^bits - 1``) in format ``fmt``.
+
+    Inverse of ``encode``: normal ``(-1)^s (1 + m/2^M) 2^(e-bias)``, subnormal ``(-1)^s (m/2^M) 2^(1-bias)``.
+    Taught in 01_float_bits.
+    """
+    info = _check_fmt(fmt)
+    check_tensor(codes, "codes")
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise TypeError(f"codes must be an integer tensor, got dtype {codes.dtype}")
+    c = codes.to(torch.int64)
+    hi = 2**info.bits - 1
+    if bool((c < 0).any()) or bool((c > hi).any()):
+        raise ValueError(f"codes must be in 0..{hi} for {info.name} ({info.bits} bits)")
+    M, E = info.man_bits, info.exp_bits
+    s = c >> (info.bits - 1)
+    e = (c >> M) & (2**E - 1)
+    m = (c & (2**M - 1)).to(torch.float64)
+    sig = torch.where(e > 0, 1.0 + m / 2**M, m / 2**M)
+    k = torch.where(e > 0, e - info.bias, torch.full_like(e, info.emin))
+    v = torch.ldexp(sig, k)
+    all_ones = e == 2**E - 1
+    if info.has_inf:
+        v = torch.where(all_ones & (m == 0), torch.full_like(v, math.inf), v)
+        v = torch.where(all_ones & (m != 0), torch.full_like(v, math.nan), v)
+    else:
+        v = torch.where(all_ones & (m == 2**M - 1), torch.full_like(v, math.nan), v)
+    v = torch.where(s == 1, -v, v)
+    return v.to(torch.float32)
+
+
+@dataclass(frozen=True)
+class FloatBits:
+    """The bits of one number in one format, and what they mean."""
+
+    fmt: str
+    x: float
+    value: float
+    sign: str
+    exponent: str
+    mantissa: str
+    biased_exponent: int
+    unbiased_exponent: int | None
+    kind: str
+    code: int
+
+    @property
+    def bits(self) -> str:
+        """All bits as one string, sign first."""
+        return self.sign + self.exponent + self.mantissa
+
+    @property
+    def error(self) -> float:
+        """Rounding error ``err = value - x`` (NaN when either is not finite)."""
+        if not (math.isfinite(self.value) and math.isfinite(self.x)):
+            return math.nan
+        return self.value - self.x
+
+    def __str__(self) -> str:
+        return f"{self.sign} {self.exponent} {self.mantissa}"
+
+
+def _record(code: int, x: float, info: FloatFormat) -> FloatBits:
+    E = info.exp_bits
+    bits = format(code, f"0{info.bits}b")
+    value = float(decode(torch.tensor([code]), info.name)[0])
+    kind = CLASSES[int(_class_codes(torch.tensor([value]), info)[0])]
+    e = int(bits[1 : 1 + E], 2)
+    unbiased = {"normal": e - info.bias, "subnormal": info.emin}.get(kind)
+    return FloatBits(
+        fmt=info.name,
+        x=x,
+        value=value,
+        sign=bits[0],
+        exponent=bits[1 : 1 + E],
+        mantissa=bits[1 + E :],
+        biased_exponent=e,
+        unbiased_exponent=unbiased,
+        kind=kind,
+        code=code,
+    )
+
+
+def float_bits(value: float | torch.Tensor, fmt: str) -> FloatBits:
+    """Sign, exponent and mantissa bit strings of ``value`` rounded to ``fmt``, with its class and stored value.
+
+    ``value`` may be a Python number (inf and NaN allowed) or a one-element float tensor; it is
+    cast to float32 and then rounded (ties to even), exactly as ``torch.tensor(value).to(dtype)``.
+    ``unbiased_exponent`` is ``e - bias`` for normals, ``1 - bias`` for subnormals, ``None`` otherwise.
+    Taught in 01_float_bits.
+    """
+    info = _check_fmt(fmt)
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"value must be a single number, got a tensor of shape {tuple(value.shape)}")
+        check_float_tensor(value, "value", allow_nonfinite=True)
+        x = float(value.detach().to(torch.float64).reshape(()))
+    else:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"value must be a real number or a one-element float tensor, got {type(value).__name__}")
+        x = float(value)
+    code = int(encode(torch.tensor([x], dtype=torch.float64), fmt)[0])
+    return _record(code, x, info)
+
+
+def value_from_bits(bits: str | int, fmt: str) -> FloatBits:
+    """The number whose bit pattern in ``fmt`` is ``bits`` (a '0'/'1' string, spaces and '_' allowed, or an int code).
+
+    Returns the same record as ``float_bits`` (``.value`` is the decoded number). Taught in 01_float_bits.
+    """
+    info = _check_fmt(fmt)
+    if isinstance(bits, str):
+        digits = bits.replace(" ", "").replace("_", "")
+        if not digits or set(digits) - {"0", "1"}:
+            raise ValueError(f"bits must contain only '0' and '1' (spaces and '_' allowed), got {bits!r}")
+        if len(digits) != info.bits:
+            raise ValueError(f"bits must have exactly {info.bits} binary digits for {info.name}, got {len(digits)}")
+        code = int(digits, 2)
+    elif isinstance(bits, int) and not isinstance(bits, bool):
+        if not 0 <= bits < 2**info.bits:
+            raise ValueError(f"bits must be an integer in 0..{2**info.bits - 1} for {info.name}, got {bits}")
+        code = bits
+    else:
+        raise TypeError(f"bits must be a str of '0'/'1' or an int, got {type(bits).__name__}")
+    rec = _record(code, math.nan, info)
+    return FloatBits(**{**rec.__dict__, "x": rec.value})
+
+
+def ulp(x: torch.Tensor, fmt: str) -> torch.Tensor:
+    """Spacing between adjacent values of ``fmt`` at each ``x``: ``2^(max(floor(log2|x_hat|), emin) - M)`` (float64).
+
+    ``x`` is first rounded to ``fmt``; zeros and subnormals get the subnormal spacing, inf/NaN give NaN.
+    Relative spacing ``ulp / |x|`` is at most ``eps`` for normals. Taught in 01_float_bits.
+    """
+    info = _check_fmt(fmt)
+    r = round_to_format(x, fmt).to(torch.float64).abs()
+    safe = torch.where(torch.isfinite(r) & (r > 0), r, torch.ones_like(r))
+    k = _unbiased_exponent(safe).clamp_min(info.emin)
+    k = torch.where(r > 0, k, torch.full_like(k, info.emin))
+    out = torch.ldexp(torch.ones_like(safe), k - info.man_bits)
+    return torch.where(torch.isfinite(r), out, torch.full_like(out, math.nan))
