@@ -168,13 +168,26 @@ def _as_param(value: float | int | torch.Tensor, dtype: torch.dtype) -> torch.Te
     return value.to(dtype) if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=dtype)
 
 
-def _check_zero_point(zero_point: float | int | torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
-    zp = zero_point if isinstance(zero_point, torch.Tensor) else torch.tensor(zero_point)
+def _zero_point_tensor(zero_point: float | int | torch.Tensor) -> torch.Tensor:
+    """``zero_point`` as a tensor after checking it holds whole numbers (no range check)."""
+    if isinstance(zero_point, torch.Tensor):
+        zp = zero_point
+    elif isinstance(zero_point, (int, float)) and not isinstance(zero_point, bool):
+        zp = torch.tensor(zero_point)
+    else:
+        raise TypeError(f"zero_point must be an integer number or tensor, got {type(zero_point).__name__}")
+    if zp.numel() == 0:
+        raise ValueError("zero_point must be non-empty")
     if zp.is_floating_point():
         if not bool(torch.isfinite(zp).all()) or not bool((zp == torch.round(zp)).all()):
             raise ValueError("zero_point must hold whole numbers")
     elif zp.dtype == torch.bool or zp.is_complex():
         raise TypeError(f"zero_point must be an integer tensor or number, got dtype {zp.dtype}")
+    return zp
+
+
+def _check_zero_point(zero_point: float | int | torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    zp = _zero_point_tensor(zero_point)
     if bool((zp < qmin).any()) or bool((zp > qmax).any()):
         raise ValueError(
             f"zero_point must lie in qmin..qmax = {qmin}..{qmax}, got {zp.min().item()}..{zp.max().item()}"
@@ -262,7 +275,7 @@ def quantize(
     _check_qmin_qmax(qmin, qmax)
     check_choice(convention, "convention", CONVENTIONS)
     axis, group_size = _granularity(x, axis, group_size)
-    check_positive(_as_param(scale, torch.float32), "scale")
+    check_positive(scale, "scale")
     zp = _check_zero_point(zero_point, qmin, qmax)
     s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
@@ -287,8 +300,8 @@ def dequantize(
     if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
         raise TypeError(f"q must be an integer tensor (int8, uint8, int16, int32 or int64), got dtype {q.dtype}")
     axis, group_size = _granularity(q, axis, group_size)
-    check_positive(_as_param(scale, torch.float32), "scale")
-    zp = zero_point if isinstance(zero_point, torch.Tensor) else torch.tensor(zero_point)
+    check_positive(scale, "scale")
+    zp = _zero_point_tensor(zero_point)
     s = _broadcast_param(_as_param(scale, torch.float32), q, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), q, axis, group_size, "zero_point")
     return (q.float() - z) * s
@@ -315,7 +328,7 @@ def fake_quantize(
     _check_finite_fast(x, "x")
     _check_qmin_qmax(qmin, qmax)
     axis, group_size = _granularity(x, axis, group_size)
-    check_positive(_as_param(scale, torch.float32), "scale")
+    check_positive(scale, "scale")
     zp = _check_zero_point(zero_point, qmin, qmax)
     s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
