@@ -1,0 +1,615 @@
+"""Non-uniform quantization: codebooks, power-of-two levels, k-means (Lloyd), NF4 and FP4.
+
+Taught in 03_uniform_vs_nonuniform. A *codebook* (``levels``) is a sorted 1-D float tensor;
+quantizing ``x`` stores, per value, the index ``q`` of its nearest level, and dequantizing
+looks the level up again: ``x_hat = levels[q]``. A uniform grid is the special case
+``levels[i] = scale * (i - zero_point)``; every other codebook needs the lookup.
+
+Nearest level is found with ``torch.bucketize`` on the midpoints between neighbouring levels
+(computed in float32 as ``(a + b) / 2``); a value exactly on a midpoint goes to the *lower*
+level. This is the arithmetic of bitsandbytes' CPU ``quantize_4bit``, so the blockwise NF4
+codes here equal bitsandbytes' bit for bit (see ``blockwise_absmax_codebook``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from helpers._validate import (
+    check_bits,
+    check_choice,
+    check_float_tensor,
+    check_int,
+    check_positive,
+    check_tensor,
+)
+from helpers.affine import fake_quantize, qrange
+
+__all__ = [
+    "check_levels",
+    "codebook_quantize",
+    "codebook_dequantize",
+    "codebook_fake_quantize",
+    "blockwise_absmax_codebook",
+    "blockwise_codebook_dequantize",
+    "uniform_levels",
+    "pow2_levels",
+    "log_levels",
+    "nf_levels",
+    "nf4_levels",
+    "nf4_offset",
+    "fp4_e2m1_levels",
+    "bnb_fp4_code",
+    "KMeansResult",
+    "kmeans_fit",
+    "kmeans_levels",
+    "rule_codebook",
+    "storage_bits_per_weight",
+    "pack_codes",
+    "unpack_codes",
+    "METHODS",
+    "method_levels",
+    "nonuniform_fake_quantize",
+]
+
+# --------------------------------------------------------------------------------------------
+# codebook quantize / dequantize
+# --------------------------------------------------------------------------------------------
+
+
+def check_levels(levels: torch.Tensor, name: str = "levels") -> torch.Tensor:
+    """Return ``levels`` if it is a non-empty, finite, strictly ascending 1-D float tensor.
+
+    Unsorted levels would make ``bucketize`` pick wrong indices, and a duplicate level wastes a
+    code and makes the index ambiguous, so both raise ``ValueError``. Taught in 03_uniform_vs_nonuniform.
+    """
+    check_float_tensor(levels, name)
+    if levels.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D tensor, got shape {tuple(levels.shape)}")
+    if levels.numel() > 1:
+        diffs = levels[1:] - levels[:-1]
+        if bool((diffs < 0).any()):
+            raise ValueError(f"{name} must be sorted in ascending order (use torch.sort first)")
+        if bool((diffs == 0).any()):
+            raise ValueError(f"{name} must not contain duplicate values (each code needs its own level)")
+    return levels
+
+
+def _index_dtype(n_levels: int) -> torch.dtype:
+    return torch.uint8 if n_levels <= 256 else torch.int64
+
+
+def _nearest(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """int32 index of the nearest level (ties to the lower level); no validation."""
+    mid = (levels[:-1] + levels[1:]) / 2
+    return torch.bucketize(x, mid, out_int32=True)
+
+
+def codebook_quantize(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest level for every element: ``q = argmin_i |x - levels[i]|``.
+
+    Computed as ``bucketize(x, (levels[:-1] + levels[1:]) / 2)``, so a value exactly halfway
+    between two levels goes to the lower one. ``levels`` must be strictly ascending. Returns
+    ``uint8`` codes when there are at most 256 levels, else ``int64``; same shape as ``x``.
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    check_float_tensor(x, "x")
+    check_levels(levels)
+    lv = levels.detach().float()
+    return _nearest(x.detach().float(), lv).to(_index_dtype(lv.numel()))
+
+
+def _check_indices(q: torch.Tensor, n_levels: int, name: str = "q") -> None:
+    check_tensor(q, name)
+    if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of codebook indices, got dtype {q.dtype}")
+    lo, hi = int(q.min()), int(q.max())
+    if lo < 0 or hi >= n_levels:
+        raise ValueError(f"{name} must hold indices in 0..{n_levels - 1} (one per level), got {lo}..{hi}")
+
+
+def codebook_dequantize(q: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Look the codes up again: ``x_hat = levels[q]`` (float32, same shape as ``q``).
+
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    check_levels(levels)
+    _check_indices(q, levels.numel())
+    return levels.detach().float()[q.long()]
+
+
+def codebook_fake_quantize(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Nearest level of every element, in one go: ``x_hat = levels[codebook_quantize(x, levels)]``.
+
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    check_float_tensor(x, "x")
+    check_levels(levels)
+    lv = levels.detach().float()
+    return lv[_nearest(x.detach().float(), lv)]
+
+
+# --------------------------------------------------------------------------------------------
+# blockwise absmax scaling (the bitsandbytes 4-bit layout)
+# --------------------------------------------------------------------------------------------
+
+
+def blockwise_absmax_codebook(
+    x: torch.Tensor, levels: torch.Tensor, block_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blockwise absmax codebook quantization: ``q = nearest(levels, x / absmax(block))``.
+
+    ``x`` is flattened and cut into blocks of ``block_size`` (the last block may be shorter);
+    each block is divided by its absolute maximum ``absmax`` and every value is mapped to the
+    nearest level. Returns ``(q, absmax)``: codes (``uint8`` for <= 256 levels) of ``x.numel()``
+    elements and one float32 absmax per block.
+
+    The arithmetic mirrors bitsandbytes' CPU ``quantize_4bit`` exactly: full blocks are scaled
+    by ``x * (1 / absmax)`` (a reciprocal, then a multiply), a short last block by ``x / absmax``,
+    ``absmax`` is clamped to >= 1e-38 (an all-zero block), the scaled values are clamped to
+    [-1, 1], and ties go to the lower level. With ``nf4_levels()`` and ``block_size=64`` the codes
+    equal the unpacked nibbles of ``bitsandbytes.functional.quantize_4bit(x, quant_type="nf4")``.
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    check_float_tensor(x, "x")
+    check_levels(levels)
+    block_size = check_int(block_size, "block_size", lo=1)
+    lv = levels.detach().float()
+    flat = x.detach().reshape(-1).float()
+    n = flat.numel()
+    rem = n % block_size
+    full = n - rem
+    absmax = flat[:full].reshape(-1, block_size).abs().amax(dim=1)
+    scaled = torch.clamp(flat[:full].reshape(-1, block_size) * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1), -1, 1)
+    scaled = scaled.reshape(-1)
+    if rem:
+        am = flat[full:].abs().max().clamp(min=1e-38)
+        absmax = torch.cat([absmax, am.reshape(1)])
+        scaled = torch.cat([scaled, torch.clamp(flat[full:] / am, -1, 1)])
+    q = _nearest(scaled, lv).to(_index_dtype(lv.numel()))
+    return q, absmax
+
+
+def blockwise_codebook_dequantize(
+    q: torch.Tensor,
+    absmax: torch.Tensor,
+    levels: torch.Tensor,
+    block_size: int,
+    shape: tuple[int, ...] | torch.Size,
+) -> torch.Tensor:
+    """Inverse of ``blockwise_absmax_codebook``: ``x_hat = levels[q] * absmax(block)``, reshaped to ``shape``.
+
+    Float32, computed like bitsandbytes' ``dequantize_4bit`` (lookup, then one multiply).
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    check_levels(levels)
+    block_size = check_int(block_size, "block_size", lo=1)
+    check_float_tensor(absmax, "absmax")
+    shape = tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    if q.numel() != n:
+        raise ValueError(f"shape must describe q.numel() = {q.numel()} elements, got {shape} ({n} elements)")
+    n_blocks = -(-n // block_size)
+    if absmax.numel() != n_blocks:
+        raise ValueError(
+            f"absmax must have one entry per block ({n_blocks} for block_size={block_size}), got {absmax.numel()}"
+        )
+    if bool((absmax < 0).any()):
+        raise ValueError("absmax must be >= 0 everywhere")
+    _check_indices(q, levels.numel())
+    vals = levels.detach().float()[q.reshape(-1).long()]
+    am = absmax.detach().float().reshape(-1)
+    rem = n % block_size
+    full = n - rem
+    out = torch.empty(n, dtype=torch.float32)
+    out[:full] = (vals[:full].view(-1, block_size) * am[: full // block_size].view(-1, 1)).reshape(-1)
+    if rem:
+        out[full:] = vals[full:] * am[-1]
+    return out.reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# level sets: uniform, power-of-two / log, NF, FP4
+# --------------------------------------------------------------------------------------------
+
+
+def uniform_levels(bits: int) -> torch.Tensor:
+    """The symmetric (absmax) integer grid normalised to [-1, 1]: ``k / (2^(b-1) - 1)``, ``k = -(2^(b-1)-1)..2^(b-1)-1``.
+
+    ``2^b - 1`` levels, evenly spaced, exact 0 (the restricted signed range of 02_affine_vs_scale).
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    bits = check_bits(bits, lo=2, hi=8)
+    qmin, qmax = qrange(bits, signed=True, restricted=True)
+    return torch.arange(qmin, qmax + 1, dtype=torch.float32) / qmax
+
+
+def log_levels(bits: int, base: float = 2.0) -> torch.Tensor:
+    """Signed logarithmic levels ``{0} ∪ {±base^-j : j = 0..2^(b-1)-2}``, ascending, max magnitude 1.
+
+    One bit is the sign, the other ``b - 1`` bits pick one of ``2^(b-1)`` magnitudes: zero or a
+    power of ``base``. ``2^b - 1`` distinct levels (+0 and -0 coincide). Taught in 03_uniform_vs_nonuniform.
+    """
+    bits = check_bits(bits, lo=2, hi=8)
+    base = float(base)
+    if not math.isfinite(base) or base <= 1.0:
+        raise ValueError(f"base must be a finite number > 1, got {base}")
+    exps = torch.arange(2 ** (bits - 1) - 1, dtype=torch.float64)
+    mags = base**-exps  # 1, 1/base, 1/base^2, ...
+    pos = torch.flip(mags, [0])
+    return torch.cat([-mags, torch.zeros(1, dtype=torch.float64), pos]).float()
+
+
+def pow2_levels(bits: int) -> torch.Tensor:
+    """Power-of-two levels ``{0, ±1, ±1/2, ±1/4, ...}`` (``log_levels`` with base 2): a multiply becomes a shift.
+
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    return log_levels(bits, 2.0)
+
+
+def nf4_offset(bits: int = 4) -> float:
+    """The QLoRA quantile offset ``(1 - 1/(2(n-1)) + 1 - 1/(2n)) / 2`` with ``n = 2^bits`` (0.9677083 at 4 bits).
+
+    The outermost quantile cannot be ``Φ^-1(1) = inf``; QLoRA takes the average of the two
+    "half a bin from the end" probabilities for ``n - 1`` and ``n`` bins. Taught in 03_uniform_vs_nonuniform.
+    """
+    bits = check_bits(bits, lo=2, hi=8)
+    n = 2**bits
+    return 0.5 * ((1 - 1 / (2 * (n - 1))) + (1 - 1 / (2 * n)))
+
+
+def nf_levels(bits: int = 4, offset: float | None = None) -> torch.Tensor:
+    """NormalFloat levels: normal quantiles with an exact zero, normalised to [-1, 1] (QLoRA).
+
+    ``2^(b-1)`` positive levels ``Φ^-1(p)`` for ``p`` evenly spaced in ``[offset, 0.5]`` (the 0.5
+    end dropped), ``2^(b-1) - 1`` negative levels the same way, then 0, all divided by the
+    largest. Asymmetric on purpose: with an even number of codes and an exact zero, one side
+    gets one level more. Float64 math, float32 result. Taught in 03_uniform_vs_nonuniform.
+    """
+    bits = check_bits(bits, lo=2, hi=8)
+    if offset is None:
+        offset = nf4_offset(bits)
+    offset = float(offset)
+    if not 0.5 < offset < 1.0:
+        raise ValueError(f"offset must lie in (0.5, 1), got {offset}")
+    half = 2 ** (bits - 1)
+    pos = torch.special.ndtri(torch.linspace(offset, 0.5, half + 1, dtype=torch.float64)[:-1])
+    neg = -torch.special.ndtri(torch.linspace(offset, 0.5, half, dtype=torch.float64)[:-1])
+    values = torch.cat([pos, torch.zeros(1, dtype=torch.float64), neg]).sort().values
+    return (values / values.max()).float()
+
+
+def nf4_levels() -> torch.Tensor:
+    """The 16 NF4 levels, ascending (the order of bitsandbytes' ``get_4bit_type("nf4")``).
+
+    Equal to bitsandbytes' table to about 1e-7. Taught in 03_uniform_vs_nonuniform.
+    """
+    return nf_levels(4)
+
+
+def fp4_e2m1_levels() -> torch.Tensor:
+    """The 15 distinct FP4 e2m1 values (OCP MX), normalised to max magnitude 1, ascending.
+
+    e2m1: 1 sign, 2 exponent (bias 1), 1 mantissa bit: magnitudes 0, 0.5 (subnormal), 1, 1.5,
+    2, 3, 4, 6; divided by 6. +0 and -0 give one level. Taught in 03_uniform_vs_nonuniform.
+    """
+    exp = torch.arange(4, dtype=torch.float64)
+    man = torch.arange(2, dtype=torch.float64)
+    e, m = torch.meshgrid(exp, man, indexing="ij")
+    mags = torch.where(e == 0, m * 0.5, 2.0 ** (e - 1) * (1 + m / 2)).reshape(-1)  # subnormal when e == 0
+    values = torch.unique(torch.cat([mags, -mags]))
+    return (values / values.abs().max()).float()
+
+
+def bnb_fp4_code() -> torch.Tensor:
+    """bitsandbytes' 16-entry FP4 table in its own index order (nibble -> value), built from its bit layout.
+
+    Index bit 3 is the sign; the low 3 bits select the magnitude ``0, 0.0625, 8, 12, 4, 6, 2, 3``
+    (bitsandbytes' ``create_fp8_map(signed=True, exponent_bits=2, precision_bits=1)``, exponent
+    read "backwards"), divided by 12. The nonzero magnitudes are the e2m1 set except the
+    smallest: 0.0625/12 ≈ 0.0052 where e2m1 has 0.5/6 ≈ 0.083. Both 0 and -0 appear (indices 0
+    and 8). Taught in 03_uniform_vs_nonuniform.
+    """
+    low3 = torch.arange(8)
+    e = low3 >> 1
+    m = (low3 & 1).double()
+    mags = torch.where(e == 0, m * 0.0625, 2.0 ** (4 - e) * (1 + m / 2))
+    code = torch.cat([mags, -mags])
+    return (code / code.abs().max()).float()
+
+
+# --------------------------------------------------------------------------------------------
+# k-means (Lloyd) in one dimension
+# --------------------------------------------------------------------------------------------
+
+KMEANS_INITS = ("linear", "quantile", "random")
+
+
+class KMeansResult(NamedTuple):
+    """A fitted 1-D codebook: ``levels`` (ascending float32), iterations run, MSE per iteration, converged flag."""
+
+    levels: torch.Tensor
+    n_iter: int
+    mse_history: list[float]
+    converged: bool
+
+
+def kmeans_fit(
+    x: torch.Tensor,
+    n_levels: int,
+    *,
+    init: str | torch.Tensor = "quantile",
+    max_iter: int = 300,
+    tol: float = 1e-6,
+    seed: int = 0,
+) -> KMeansResult:
+    """Lloyd's k-means on the values of ``x`` (1-D): minimise ``mean((x - levels[nearest])^2)``.
+
+    Sorted 1-D Lloyd: ``x`` is sorted once and prefix sums of ``x`` and ``x^2`` are kept (float64);
+    each iteration then finds the cluster boundaries with ``searchsorted`` of the midpoints
+    (same tie rule as ``codebook_quantize``), and the new levels (cluster means) and the MSE from
+    the prefix sums — O(k log n) per iteration instead of O(n). An empty cluster keeps its level.
+    Stops when the relative MSE improvement is below ``tol`` (or after ``max_iter``); returns the
+    best levels seen, so the MSE never exceeds that of the initial levels.
+
+    ``init``: ``"quantile"`` (equal-count quantiles of the distinct values; the default, it
+    converges in the fewest iterations), ``"linear"`` (evenly spaced from min to max, Deep
+    Compression's choice), ``"random"`` (distinct values
+    drawn with ``seed``), or a strictly ascending tensor of ``n_levels`` starting levels.
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    check_float_tensor(x, "x")
+    n_levels = check_int(n_levels, "n_levels", lo=1, hi=65536)
+    max_iter = check_int(max_iter, "max_iter", lo=0)
+    check_positive(tol, "tol")
+    seed = check_int(seed, "seed")
+    # numpy's sort is several times faster than torch.sort on CPU for one large 1-D array
+    xs = torch.from_numpy(np.sort(x.detach().reshape(-1).float().cpu().numpy())).double()
+    distinct = torch.unique_consecutive(xs)
+    if distinct.numel() < n_levels:
+        raise ValueError(f"n_levels must be <= the number of distinct values in x ({distinct.numel()}), got {n_levels}")
+    if isinstance(init, torch.Tensor):
+        check_levels(init, "init")
+        if init.numel() != n_levels:
+            raise ValueError(f"init must have n_levels = {n_levels} entries, got {init.numel()}")
+        levels = init.detach().double().clone()
+    else:
+        check_choice(init, "init", KMEANS_INITS)
+        if init == "linear":
+            levels = torch.linspace(float(xs[0]), float(xs[-1]), n_levels, dtype=torch.float64)
+        elif init == "quantile":
+            pos = torch.linspace(0, distinct.numel() - 1, n_levels, dtype=torch.float64).round().long()
+            levels = distinct[pos]
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            pick = torch.randperm(distinct.numel(), generator=gen)[:n_levels]
+            levels = distinct[pick].sort().values
+        if n_levels == 1:
+            levels = xs.mean().reshape(1)
+    n = xs.numel()
+    zero = torch.zeros(1, dtype=torch.float64)
+    cs1 = torch.cat([zero, torch.cumsum(xs, 0)])
+    cs2 = torch.cat([zero, torch.cumsum(xs * xs, 0)])
+
+    def stats(lv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        mid = ((lv[:-1].float() + lv[1:].float()) / 2).double()  # float32 midpoints, like codebook_quantize
+        cuts = torch.cat([zero.long(), torch.searchsorted(xs, mid, right=True), torch.tensor([n])])
+        cnt = (cuts[1:] - cuts[:-1]).double()
+        s1 = cs1[cuts[1:]] - cs1[cuts[:-1]]
+        s2 = cs2[cuts[1:]] - cs2[cuts[:-1]]
+        sse = (s2 - 2 * lv * s1 + cnt * lv * lv).sum().clamp(min=0)
+        return cnt, s1, s2, float(sse) / n
+
+    best = levels.clone()
+    cnt, s1, _, mse = stats(levels)
+    best_mse = mse
+    history = [mse]
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned
+        new = torch.where(cnt > 0, s1 / cnt.clamp(min=1), levels)
+        cnt, s1, _, mse = stats(new)
+        history.append(mse)
+        improvement = history[-2] - mse
+        levels = new
+        if mse < best_mse:
+            best, best_mse = new.clone(), mse
+        if improvement <= tol * max(history[-2], 1e-300):
+            converged = True
+            break
+    out = best.float()
+    if out.numel() > 1 and bool((out[1:] <= out[:-1]).any()):
+        # float32 rounding merged two levels (only for near-identical data); keep them distinct
+        out = torch.unique(out)
+        extra = n_levels - out.numel()
+        out = torch.cat(
+            [out, out[-1] + torch.arange(1, extra + 1) * torch.finfo(torch.float32).eps * max(1.0, abs(float(out[-1])))]
+        )
+    return KMeansResult(out, it, history, converged)
+
+
+def kmeans_levels(
+    x: torch.Tensor,
+    bits: int,
+    *,
+    init: str | torch.Tensor = "quantile",
+    max_iter: int = 300,
+    tol: float = 1e-6,
+    seed: int = 0,
+) -> torch.Tensor:
+    """The ``2^bits`` k-means levels of ``x`` (ascending float32); see ``kmeans_fit``.
+
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    bits = check_bits(bits, lo=1, hi=16)
+    return kmeans_fit(x, 2**bits, init=init, max_iter=max_iter, tol=tol, seed=seed).levels
+
+
+# --------------------------------------------------------------------------------------------
+# the seminar's rule-based code book, storage, packing
+# --------------------------------------------------------------------------------------------
+
+
+def rule_codebook(x: torch.Tensor) -> torch.Tensor:
+    """The simplest code book, a hand-written rule: ``x < 0 -> 0``, ``0 <= x < 1 -> 1``, ``x >= 1 -> 2``.
+
+    ``bucketize(x, [0, 1], right=True)``; returns int64 codes. Taught in 03_uniform_vs_nonuniform.
+    """
+    check_float_tensor(x, "x")
+    return torch.bucketize(x.detach(), torch.tensor([0.0, 1.0], dtype=x.dtype), right=True)
+
+
+def storage_bits_per_weight(
+    n_weights: int,
+    bits: int,
+    *,
+    n_codebook: int = 0,
+    codebook_bits: int = 32,
+    block_size: int | None = None,
+    scale_bits: int = 32,
+) -> float:
+    """Bits per weight including side information: ``(n·b + n_codebook·codebook_bits + n_blocks·scale_bits) / n``.
+
+    ``n_blocks = ceil(n / block_size)`` when ``block_size`` is given (one absmax or scale per
+    block), else 0. Example: NF4 with block 64 and fp32 absmax: ``4 + 32/64 = 4.5`` bits
+    (the 16-entry table is a constant of the format, not stored: ``n_codebook=0``); a k-means
+    codebook of 16 fp32 levels per tensor adds ``16·32/n``. Taught in 03_uniform_vs_nonuniform.
+    """
+    n_weights = check_int(n_weights, "n_weights", lo=1)
+    bits = check_bits(bits, lo=1, hi=32)
+    n_codebook = check_int(n_codebook, "n_codebook", lo=0)
+    codebook_bits = check_int(codebook_bits, "codebook_bits", lo=1, hi=64)
+    scale_bits = check_int(scale_bits, "scale_bits", lo=0, hi=64)
+    n_blocks = 0
+    if block_size is not None:
+        block_size = check_int(block_size, "block_size", lo=1)
+        n_blocks = -(-n_weights // block_size)
+    return (n_weights * bits + n_codebook * codebook_bits + n_blocks * scale_bits) / n_weights
+
+
+def pack_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack ``bits``-bit codes (1, 2, 4 or 8) into bytes, first code in the highest bits (bitsandbytes' nibble order).
+
+    ``q`` is flattened and zero-padded to a whole number of bytes. Returns uint8 of length
+    ``ceil(n·bits/8)``. Taught in 03_uniform_vs_nonuniform.
+    """
+    check_choice(bits, "bits", (1, 2, 4, 8))
+    _check_indices(q, 2**bits)
+    per = 8 // bits
+    flat = q.reshape(-1).to(torch.uint8)
+    pad = (-flat.numel()) % per
+    if pad:
+        flat = torch.cat([flat, torch.zeros(pad, dtype=torch.uint8)])
+    groups = flat.reshape(-1, per).to(torch.int32)
+    shifts = torch.arange(per - 1, -1, -1, dtype=torch.int32) * bits
+    return (groups << shifts).sum(dim=1).to(torch.uint8)
+
+
+def unpack_codes(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
+    """Inverse of ``pack_codes``: the first ``n`` codes (uint8). Taught in 03_uniform_vs_nonuniform."""
+    check_choice(bits, "bits", (1, 2, 4, 8))
+    check_tensor(packed, "packed")
+    if packed.dtype != torch.uint8:
+        raise TypeError(f"packed must be a uint8 tensor, got dtype {packed.dtype}")
+    per = 8 // bits
+    n = check_int(n, "n", lo=1, hi=packed.numel() * per)
+    shifts = torch.arange(per - 1, -1, -1, dtype=torch.int32) * bits
+    codes = (packed.reshape(-1, 1).to(torch.int32) >> shifts) & (2**bits - 1)
+    return codes.reshape(-1)[:n].to(torch.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# one entry point for the lesson's comparisons
+# --------------------------------------------------------------------------------------------
+
+#: Methods compared in the lesson: symmetric absmax int grid, min-max affine grid, power-of-two,
+#: k-means fitted to the (block-normalised) data, NormalFloat, FP4 e2m1.
+METHODS = ("uniform", "affine", "pow2", "kmeans", "nf", "fp4")
+
+
+def method_levels(method: str, bits: int, x_normalised: torch.Tensor | None = None, *, seed: int = 0) -> torch.Tensor:
+    """The normalised codebook of ``method`` at ``bits`` (k-means needs the normalised data to fit).
+
+    ``"uniform"`` -> ``uniform_levels``, ``"pow2"`` -> ``pow2_levels``, ``"nf"`` -> ``nf_levels``,
+    ``"fp4"`` -> ``fp4_e2m1_levels`` (4 bits only), ``"kmeans"`` -> ``kmeans_levels(x_normalised)``.
+    (``"affine"`` has no fixed codebook: its grid moves with each block's min and max.)
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    check_choice(method, "method", tuple(m for m in METHODS if m != "affine"))
+    bits = check_bits(bits, lo=2, hi=8)
+    if method == "uniform":
+        return uniform_levels(bits)
+    if method == "pow2":
+        return pow2_levels(bits)
+    if method == "nf":
+        return nf_levels(bits)
+    if method == "fp4":
+        if bits != 4:
+            raise ValueError(f"bits must be 4 for method 'fp4' (FP4 e2m1 is a 4-bit format), got {bits}")
+        return fp4_e2m1_levels()
+    if x_normalised is None:
+        raise ValueError("x_normalised is needed for method 'kmeans' (the values to fit the codebook to)")
+    return kmeans_levels(x_normalised, bits, seed=seed)
+
+
+class NonUniformResult(NamedTuple):
+    """Output of ``nonuniform_fake_quantize``: ``x_hat`` (shape of x), normalised ``levels`` (None for affine), per-block ``absmax``."""
+
+    x_hat: torch.Tensor
+    levels: torch.Tensor | None
+    absmax: torch.Tensor
+
+
+def _block_absmax_normalise(flat: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``flat / absmax(block)`` and the per-block absmax (same arithmetic as ``blockwise_absmax_codebook``)."""
+    n = flat.numel()
+    rem = n % block_size
+    full = n - rem
+    absmax = flat[:full].reshape(-1, block_size).abs().amax(dim=1)
+    scaled = (flat[:full].reshape(-1, block_size) * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1)).reshape(-1)
+    if rem:
+        am = flat[full:].abs().max().clamp(min=1e-38)
+        absmax = torch.cat([absmax, am.reshape(1)])
+        scaled = torch.cat([scaled, flat[full:] / am])
+    return torch.clamp(scaled, -1, 1), absmax
+
+
+def nonuniform_fake_quantize(
+    x: torch.Tensor, method: str, bits: int, block_size: int | None = None, *, seed: int = 0
+) -> NonUniformResult:
+    """Quantize-dequantize ``x`` with one of ``METHODS`` at ``bits``, per tensor or with blockwise absmax scaling.
+
+    Codebook methods: ``x`` is flattened, each block (``block_size`` values; the whole tensor when
+    None) is divided by its absmax, mapped to the nearest level and multiplied back. k-means fits
+    one codebook of ``2^bits`` levels to all the normalised values (its storage cost is counted
+    separately, see ``storage_bits_per_weight``). ``"affine"``: min-max asymmetric uniform
+    quantization per block with ``helpers.affine`` (``2^bits`` levels, zero exact).
+    Taught in 03_uniform_vs_nonuniform.
+    """
+    check_float_tensor(x, "x")
+    check_choice(method, "method", METHODS)
+    bits = check_bits(bits, lo=2, hi=8)
+    flat = x.detach().reshape(-1).float()
+    bs = flat.numel() if block_size is None else check_int(block_size, "block_size", lo=1)
+    if method == "affine":
+        n = flat.numel()
+        pad = (-n) % bs
+        padded = torch.cat([flat, flat[-1:].expand(pad)]) if pad else flat
+        blocks = padded.reshape(-1, bs)
+        lo = torch.clamp(blocks.amin(dim=1), max=0.0)
+        hi = torch.clamp(blocks.amax(dim=1), min=0.0)
+        qmin, qmax = qrange(bits, signed=True)
+        scale = torch.clamp((hi - lo) / float(qmax - qmin), min=torch.finfo(torch.float32).eps)
+        zp = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax)
+        x_hat = fake_quantize(blocks, scale, zp.to(torch.int32), qmin, qmax, axis=0)
+        return NonUniformResult(x_hat.reshape(-1)[:n].reshape(x.shape), None, torch.maximum(-lo, hi))
+    scaled, absmax = _block_absmax_normalise(flat, bs)
+    levels = method_levels(method, bits, scaled, seed=seed)
+    q, absmax = blockwise_absmax_codebook(flat, levels, bs)
+    x_hat = blockwise_codebook_dequantize(q, absmax, levels, bs, tuple(x.shape))
+    return NonUniformResult(x_hat, levels, absmax)
