@@ -26,6 +26,7 @@ from helpers._validate import (
     check_axis,
     check_bits,
     check_choice,
+    check_finite_number,
     check_float_tensor,
     check_int,
     check_min_max,
@@ -42,6 +43,8 @@ __all__ = [
     "fake_quantize",
     "quantize_tensor",
     "fake_quantize_tensor",
+    "fake_quantize_range",
+    "clipping_error_split",
     "mse",
     "sqnr_db",
     "GRANULARITIES",
@@ -408,6 +411,48 @@ def fake_quantize_tensor(
     )
     qmin, qmax = qrange(bits, signed, restricted)
     return fake_quantize(x, scale, zero_point, qmin, qmax, axis=ax, group_size=gs)
+
+
+def fake_quantize_range(
+    x: torch.Tensor,
+    x_min: float,
+    x_max: float,
+    bits: int = 8,
+    *,
+    scheme: str = "affine",
+    signed: bool = True,
+    restricted: bool = False,
+) -> torch.Tensor:
+    """Fake-quantize ``x`` with the grid fitted to a chosen range ``[x_min, x_max]`` (values outside clip).
+
+    ``scale, zero_point = affine_qparams(x_min, x_max, bits, ...)``, then ``fake_quantize``; with
+    ``scheme="symmetric"`` the grid covers ``±max(|x_min|, |x_max|)``. Shrinking the range below
+    ``[x.min(), x.max()]`` trades clipping error for a finer step. Taught in 02_affine_vs_scale.
+    """
+    symmetric = _scheme_flags(scheme)
+    check_float_tensor(x, "x")
+    lo = check_finite_number(x_min, "x_min")
+    hi = check_finite_number(x_max, "x_max")
+    scale, zero_point = affine_qparams(lo, hi, bits, signed=signed, symmetric=symmetric, restricted=restricted)
+    qmin, qmax = qrange(bits, signed, restricted)
+    return fake_quantize(x, scale, zero_point, qmin, qmax)
+
+
+def clipping_error_split(x: torch.Tensor, x_hat: torch.Tensor, x_min: float, x_max: float) -> tuple[float, float]:
+    """MSE of ``x_hat`` split into ``(rounding, clipping)``: errors of values inside / outside ``[x_min, x_max]``.
+
+    Both parts are divided by ``x.numel()``, so they add up to ``mse(x, x_hat)``.
+    Taught in 02_affine_vs_scale.
+    """
+    _check_pair(x, x_hat)
+    lo = check_finite_number(x_min, "x_min")
+    hi = check_finite_number(x_max, "x_max")
+    check_min_max(lo, hi)
+    xd = x.double()
+    err2 = (x_hat.double() - xd) ** 2
+    inside = (xd >= lo) & (xd <= hi)
+    n = x.numel()
+    return float(err2[inside].sum()) / n, float(err2[~inside].sum()) / n
 
 
 def _check_pair(x: torch.Tensor, x_hat: torch.Tensor) -> None:

@@ -1,0 +1,152 @@
+"""Tests of lesson 02's plotting functions and widget: redraws, figures, and bad input."""
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from helpers import affine as A
+from helpers.plotting import affine as P
+from helpers.widgets.affine import affine_playground
+
+
+def test_widget_redraws_on_every_control():
+    box = affine_playground()
+    assert box.redraws == 1
+    bits = box.controls["bits"]
+    assert type(bits).__name__ == "IntSlider" and bits.description == "bits" and not bits.continuous_update
+    for name, value in [("bits", 3), ("clip", 0.5), ("scheme", "symmetric"), ("distribution", "heavy-tailed")]:
+        image, readout = box.image.value, box.readout.value
+        box.controls[name].value = value
+        assert box.image.value != image, name
+        assert box.readout.value != readout, name
+        assert box.last_values[name] == value
+    assert box.redraws == 5
+    assert "bits=3" in box.readout.value and "heavy-tailed" in box.readout.value
+
+
+def test_widget_bad_input():
+    with pytest.raises(ValueError, match="bits"):
+        affine_playground(bits=9)
+    with pytest.raises(ValueError, match="bits"):
+        affine_playground(bits=1)
+    with pytest.raises(ValueError, match="clip"):
+        affine_playground(clip=0.0)
+    with pytest.raises(ValueError, match="scheme"):
+        affine_playground(scheme="asym")
+    with pytest.raises(ValueError, match="distribution"):
+        affine_playground(distribution="cauchy")
+
+
+@pytest.mark.parametrize("name", P.DISTRIBUTIONS)
+def test_sample_distribution(name):
+    x = P.sample_distribution(name, 5000, seed=3)
+    assert x.shape == (5000,) and x.dtype == torch.float32 and bool(torch.isfinite(x).all())
+    assert torch.equal(x, P.sample_distribution(name, 5000, seed=3))
+    if name == "relu":
+        assert x.min().item() == 0.0 and (x == 0).float().mean().item() > 0.4
+    if name == "heavy-tailed":
+        assert x.abs().max().item() >= 8.0
+    if name == "uniform":
+        assert x.min().item() >= -1.0 and x.max().item() < 1.0
+
+
+def test_sample_distribution_bad_input():
+    with pytest.raises(ValueError, match="name"):
+        P.sample_distribution("gamma")
+    with pytest.raises(ValueError, match="n"):
+        P.sample_distribution("normal", 0)
+    with pytest.raises(TypeError, match="seed"):
+        P.sample_distribution("normal", 10, seed=1.5)
+
+
+def test_clip_range_and_bad_input():
+    x = torch.tensor([-1.0, 3.0])
+    assert P.clip_range(x, 1.0) == (-1.0, 3.0)
+    assert P.clip_range(x, 0.5, "symmetric") == (-1.5, 1.5)
+    assert P.clip_range(torch.tensor([1.0, 2.0]), 1.0) == (0.0, 2.0)  # widened to include 0
+    with pytest.raises(ValueError, match="clip"):
+        P.clip_range(x, 0.0)
+    with pytest.raises(ValueError, match="clip"):
+        P.clip_range(x, 1.5)
+    with pytest.raises(ValueError, match="scheme"):
+        P.clip_range(x, 1.0, "minmax")
+    with pytest.raises(TypeError, match="x"):
+        P.clip_range(torch.arange(3), 1.0)
+    with pytest.raises(ValueError, match="x"):
+        P.clip_range(torch.tensor([float("nan")]), 1.0)
+
+
+def test_quant_view_matches_helpers():
+    x = P.sample_distribution("normal", 1000)
+    v = P.quant_view(x, 4, 1.0, "affine")
+    assert torch.equal(v["x_hat"], A.fake_quantize_tensor(x, 4))
+    assert len(v["levels"]) == 16 and 0.0 in v["levels"].tolist()
+    lo, hi = v["levels"][0], v["levels"][-1]
+    outside = (x < lo) | (x > hi)
+    assert v["clipped"] == pytest.approx(outside.float().mean().item())
+    # min-max grid: zero_point rounding shifts the grid by < scale/2, so nothing lies further out than that
+    gap = torch.maximum(lo - x, x - hi)[outside]
+    assert bool((gap <= v["scale"] / 2 * (1 + 1e-6)).all())
+    with pytest.raises(ValueError, match="bits"):
+        P.quant_view(x, 0)
+
+
+def test_static_figures():
+    assert isinstance(P.small_multiples(3, ["affine"], ["uniform", "relu"]), Figure)
+    fig = P.clip_sweep_figure([0.5, 1.0], {"total": [1.0, 2.0], "rounding": [0.5, 1.0]}, "t")
+    assert isinstance(fig, Figure)
+    assert isinstance(P.sqnr_bits_figure([2, 4], {"uniform": [12.0, 24.0]}), Figure)
+    assert isinstance(P.accuracy_bits_figure([8, 4], {"per-tensor": [99.0, 90.0]}, 99.3), Figure)
+
+
+def test_static_figures_bad_input():
+    with pytest.raises(ValueError, match="schemes"):
+        P.small_multiples(3, ["asym"])
+    with pytest.raises(ValueError, match="distributions"):
+        P.small_multiples(3, ["affine"], ["beta"])
+    with pytest.raises(ValueError, match="bits"):
+        P.small_multiples(0)
+    with pytest.raises(ValueError, match="clips"):
+        P.clip_sweep_figure([], {"total": []})
+    with pytest.raises(ValueError, match="series"):
+        P.clip_sweep_figure([1.0], {})
+    with pytest.raises(ValueError, match="series"):
+        P.sqnr_bits_figure([2, 4], {"uniform": [1.0]})
+    with pytest.raises(ValueError, match="fp32"):
+        P.accuracy_bits_figure([8], {"a": [1.0]}, float("nan"))
+
+
+def test_fake_quantize_range_and_split():
+    x = P.sample_distribution("heavy-tailed", 4000)
+    x_hat = A.fake_quantize_range(x, -2.0, 2.0, 4)
+    scale, zp = A.affine_qparams(-2.0, 2.0, 4)
+    assert torch.equal(x_hat, A.fake_quantize(x, scale, zp, -8, 7))
+    rounding, clipping = A.clipping_error_split(x, x_hat, -2.0, 2.0)
+    assert rounding + clipping == pytest.approx(A.mse(x, x_hat), rel=1e-12)
+    assert clipping > 0 and rounding > 0
+    sym = A.fake_quantize_range(x, -1.0, 3.0, 4, scheme="symmetric")
+    assert torch.equal(sym, A.fake_quantize(x, *A.affine_qparams(-1.0, 3.0, 4, symmetric=True), -8, 7))
+
+
+def test_fake_quantize_range_and_split_bad_input():
+    x = torch.randn(10)
+    with pytest.raises(ValueError, match="x_min"):
+        A.fake_quantize_range(x, 1.0, -1.0)
+    with pytest.raises(ValueError, match="x_max"):
+        A.fake_quantize_range(x, -1.0, float("inf"))
+    with pytest.raises(TypeError, match="x_min"):
+        A.fake_quantize_range(x, "a", 1.0)
+    with pytest.raises(ValueError, match="bits"):
+        A.fake_quantize_range(x, -1.0, 1.0, 17)
+    with pytest.raises(ValueError, match="scheme"):
+        A.fake_quantize_range(x, -1.0, 1.0, 8, scheme="scale")
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        A.fake_quantize_range(torch.arange(3), -1.0, 1.0)
+    with pytest.raises(ValueError, match="x must be a non-empty"):
+        A.fake_quantize_range(torch.tensor([]), -1.0, 1.0)
+    with pytest.raises(ValueError, match="x_min"):
+        A.clipping_error_split(x, x, 2.0, 1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        A.clipping_error_split(x, x[:5], -1.0, 1.0)
+    with pytest.raises(ValueError, match="x_max"):
+        A.clipping_error_split(x, x, -1.0, float("nan"))
