@@ -1,0 +1,539 @@
+"""bitsandbytes' quantizers rebuilt from scratch: blockwise 8-bit, LLM.int8(), NF4/FP4, double quantization.
+
+Every function here is a vectorized reference of what ``bitsandbytes`` 0.50 computes, checked
+against the library in ``tests/test_bnb_ref.py``:
+
+* blockwise absmax quantization onto a code table (the 256-entry *dynamic* code of 8-bit
+  optimizers, or the 16-entry NF4/FP4 codes): ``q = nearest(code, x_block / absmax_block)``;
+* LLM.int8(): row-wise (vector-wise) int8 activations, row-wise int8 weights (one scale per
+  output feature), int32 accumulation, and the mixed-precision decomposition of activation
+  columns that hold a value ``>= threshold``;
+* 4-bit packing (two codes per byte, first element in the high nibble), double quantization of
+  the absmax constants, exact bits-per-parameter accounting and memory measured from real
+  storage (parameters, buffers and quantization state).
+
+Taught in 07_bitsandbytes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from helpers._validate import check_choice, check_finite_number, check_float_tensor, check_int, check_tensor
+
+__all__ = [
+    "dynamic_code",
+    "code_4bit",
+    "check_blocksize",
+    "blockwise_quantize",
+    "blockwise_dequantize",
+    "int8_vectorwise_quantize",
+    "outlier_columns",
+    "llm_int8_linear",
+    "per_tensor_int8_linear",
+    "Int8RefLinear",
+    "pack_nibbles",
+    "unpack_nibbles",
+    "quantize_4bit",
+    "dequantize_4bit",
+    "DoubleQuant",
+    "double_quantize",
+    "double_dequantize",
+    "bits_per_param_4bit",
+    "storage_bytes",
+    "optimizer_state_bytes",
+]
+
+INT8_MAX = 127
+#: 1/127**2 written as bitsandbytes writes it (``int8_mm_dequant``), so outputs agree to the last bit.
+_INV_127_SQ = 6.200124e-05
+#: 1/127 as bitsandbytes writes it (``int8_vectorwise_dequant``).
+_INV_127 = 7.874015718698502e-3
+
+
+# ----------------------------------------------------------------------------- code tables
+
+
+def dynamic_code(signed: bool = True) -> torch.Tensor:
+    """The 256-entry dynamic (tree) 8-bit code of bitsandbytes, sorted ascending, float32.
+
+    Each exponent ``e = 0..6`` contributes ``2**e`` fraction values ``10**(e - 6) * m`` with
+    ``m`` the midpoints of ``linspace(0.1, 1, 2**e + 1)`` (both signs when ``signed``), then
+    ``0`` and ``1``: dense near zero, sparse near ±1 — a float format with a variable-length
+    exponent. Equals ``bitsandbytes.functional.create_dynamic_map(signed)``.
+    Taught in 07_bitsandbytes.
+    """
+    if not isinstance(signed, bool):
+        raise TypeError(f"signed must be a bool, got {type(signed).__name__}")
+    parts = []
+    for e in range(7):  # seven exponents: a loop over groups of many values
+        n = 2**e + 1 if signed else 2 ** (e + 1) + 1
+        bounds = torch.linspace(0.1, 1, n, dtype=torch.float32)
+        means = (bounds[:-1] + bounds[1:]) / 2.0
+        parts.append(10 ** (e - 6) * means)
+        if signed:
+            parts.append(-(10 ** (e - 6)) * means)
+    values = torch.cat([*parts, torch.tensor([0.0, 1.0])])
+    if values.numel() < 256:  # unsigned code: pad with zeros like bitsandbytes
+        values = torch.cat([values, torch.zeros(256 - values.numel())])
+    return values.sort().values
+
+
+def code_4bit(quant_type: str = "nf4") -> torch.Tensor:
+    """The 16-entry bitsandbytes code for ``quant_type`` ``"nf4"`` or ``"fp4"`` in index order (float32).
+
+    Index ``i`` (a 4-bit code) decodes to ``code[i]``. NF4 is sorted ascending (lesson 03 derives
+    it from normal quantiles); bitsandbytes' FP4 is sign + 3 bits with its own exponent layout, so
+    its index order is not sorted and its smallest magnitude is 1/192 (not e2m1's 1/12).
+    Taught in 07_bitsandbytes (the tables themselves: 03_uniform_vs_nonuniform).
+    """
+    check_choice(quant_type, "quant_type", ("nf4", "fp4"))
+    from bitsandbytes.functional import get_4bit_type
+
+    return get_4bit_type(quant_type, device="cpu").float().clone()
+
+
+def _check_code(code: Any, size: int | None = None) -> torch.Tensor:
+    check_float_tensor(code, "code")
+    if code.ndim != 1 or code.numel() < 2:
+        raise ValueError(f"code must be a 1-d table of at least 2 values, got shape {tuple(code.shape)}")
+    if size is not None and code.numel() != size:
+        raise ValueError(f"code must have {size} entries, got {code.numel()}")
+    if float(code.abs().max()) > 1.0:
+        raise ValueError("code must lie in [-1, 1] (it is scaled by each block's absmax)")
+    return code.float()
+
+
+def check_blocksize(blocksize: Any, numel: int | None = None, name: str = "blocksize") -> int:
+    """Return ``blocksize`` if it is a power of two in 2..2**20 that divides ``numel`` (when given)."""
+    blocksize = check_int(blocksize, name, lo=2, hi=2**20)
+    if blocksize & (blocksize - 1):
+        raise ValueError(f"{name} must be a power of two (2, 4, ..., 64, 128, ...), got {blocksize}")
+    if numel is not None and numel % blocksize:
+        raise ValueError(f"{name} must divide the number of elements ({numel}), got {blocksize}")
+    return blocksize
+
+
+def _nearest_index(scaled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """Index into ``code`` (any order) of the nearest entry to each value of ``scaled``.
+
+    Ties (a value exactly on a midpoint) go to the lower code value, as bitsandbytes' torch
+    kernels do (``bucketize`` on sorted midpoints).
+    """
+    order = torch.argsort(code, stable=True)
+    sorted_code = code[order]
+    bounds = (sorted_code[:-1] + sorted_code[1:]) / 2
+    return order[torch.bucketize(scaled, bounds)]
+
+
+# ----------------------------------------------------------------------------- blockwise 8-bit
+
+
+def blockwise_quantize(
+    x: torch.Tensor, code: torch.Tensor | None = None, blocksize: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blockwise absmax quantization onto ``code``: ``(q, absmax)``.
+
+    The flattened ``x`` is cut into blocks of ``blocksize``; each block is divided by its own
+    ``absmax = max|x_block|`` and every value is replaced by the index of the nearest ``code``
+    entry: ``q = argmin_i |code[i] - x / absmax|`` (uint8, shape of ``x``). An outlier only
+    inflates the scale of its own block. ``code`` defaults to ``dynamic_code()``.
+    Taught in 07_bitsandbytes.
+    """
+    check_float_tensor(x, "x")
+    code = dynamic_code() if code is None else _check_code(code)
+    if code.numel() > 256:
+        raise ValueError(f"code must have at most 256 entries for uint8 codes, got {code.numel()}")
+    blocksize = check_blocksize(blocksize, x.numel())
+    blocks = x.reshape(-1, blocksize).float()
+    absmax = blocks.abs().amax(dim=1)
+    scaled = (blocks * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1)).clamp(-1, 1)
+    q = _nearest_index(scaled, code).to(torch.uint8)
+    return q.reshape(x.shape), absmax
+
+
+def blockwise_dequantize(
+    q: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor | None = None, blocksize: int = 4096
+) -> torch.Tensor:
+    """``x_hat = code[q] * absmax_block`` (float32, shape of ``q``): the inverse of ``blockwise_quantize``.
+
+    Taught in 07_bitsandbytes.
+    """
+    check_tensor(q, "q")
+    if q.dtype != torch.uint8:
+        raise TypeError(f"q must be a uint8 tensor of code indices, got dtype {q.dtype}")
+    check_float_tensor(absmax, "absmax")
+    code = dynamic_code() if code is None else _check_code(code)
+    blocksize = check_blocksize(blocksize, q.numel())
+    if absmax.numel() != q.numel() // blocksize:
+        raise ValueError(f"absmax must hold one value per block ({q.numel() // blocksize}), got {absmax.numel()}")
+    x_hat = code[q.reshape(-1, blocksize).long()] * absmax.float().reshape(-1, 1)
+    return x_hat.reshape(q.shape)
+
+
+# ----------------------------------------------------------------------------- LLM.int8()
+
+
+def _check_threshold(threshold: Any) -> float:
+    threshold = check_finite_number(threshold, "threshold")
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0 (0 switches the outlier decomposition off), got {threshold}")
+    return threshold
+
+
+def outlier_columns(x: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
+    """Indices of the feature columns of ``x`` (..., in_features) holding any ``|x| >= threshold``.
+
+    Compared in float16, as bitsandbytes does (activations are cast to fp16 before quantization).
+    ``threshold = 0`` returns no columns (no decomposition). Taught in 07_bitsandbytes.
+    """
+    check_float_tensor(x, "x")
+    threshold = _check_threshold(threshold)
+    if threshold == 0:
+        return torch.empty(0, dtype=torch.long)
+    a = x.reshape(-1, x.shape[-1]).to(torch.float16)
+    return torch.nonzero((a.abs() >= threshold).any(dim=0)).flatten()
+
+
+def int8_vectorwise_quantize(
+    x: torch.Tensor, threshold: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row-wise symmetric int8 of a 2-d ``x``: ``(q, row_absmax, outlier_cols)``.
+
+    ``q = round(x_fp16 * 127 / row_absmax)`` per row. With ``threshold > 0`` the values
+    ``|x| >= threshold`` are left out of each row's absmax and whole outlier columns are set to 0
+    in ``q`` (they run in floating point instead). Mirrors ``bitsandbytes.functional.int8_vectorwise_quant``.
+    Taught in 07_bitsandbytes.
+    """
+    check_float_tensor(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-d (rows, features), got shape {tuple(x.shape)}")
+    threshold = _check_threshold(threshold)
+    a = x.to(torch.float16)
+    cols = torch.empty(0, dtype=torch.long)
+    if threshold > 0:
+        is_outlier = a.abs() >= threshold
+        cols = torch.nonzero(is_outlier.any(dim=0)).flatten()
+        a = a.masked_fill(is_outlier, 0)
+    row_absmax = a.abs().amax(dim=1).float()
+    q = torch.round(a * (127.0 / row_absmax.unsqueeze(1))).to(torch.int8)
+    if threshold > 0 and x.shape[0] > 1:
+        q[:, cols] = 0
+    return q, row_absmax, cols
+
+
+def _int32_matmul(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
+    """Exact int8 x int8 -> int32 product ``a @ b_t.T`` (``torch._int_mm`` when it applies)."""
+    m, k = a.shape
+    if m > 16 and k % 8 == 0 and b_t.shape[0] % 8 == 0 and hasattr(torch, "_int_mm"):
+        try:
+            return torch._int_mm(a, b_t.t())
+        except RuntimeError:
+            pass
+    return (a.long() @ b_t.long().t()).to(torch.int32)
+
+
+def llm_int8_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    threshold: float = 6.0,
+) -> torch.Tensor:
+    """LLM.int8() linear layer ``y = x W^T + b`` in the dtype of ``x``.
+
+    1. weights: int8 per output row, ``W_q = round(W * 127 / max_j |W_ij|)``;
+    2. activations: int8 per row (token), outlier columns (any ``|x| >= threshold``) removed;
+    3. ``y = (x_q W_q^T)_int32 * s_x s_w / 127^2`` — integer accumulate, one float rescale;
+    4. outlier columns: ``y += x[:, cols] @ W_hat[:, cols]^T`` in float, with the dequantized
+       int8 weights (as ``Linear8bitLt(has_fp16_weights=False)`` does).
+
+    ``threshold = 0`` is plain vector-wise int8. Matches ``bnb.nn.Linear8bitLt`` in eval mode.
+    Taught in 07_bitsandbytes.
+    """
+    check_float_tensor(x, "x")
+    check_float_tensor(weight, "weight")
+    if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"weight must be 2-d (out_features, in_features={x.shape[-1]}), got shape {tuple(weight.shape)}"
+        )
+    if bias is not None:
+        check_float_tensor(bias, "bias")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    threshold = _check_threshold(threshold)
+    w_q, w_absmax, _ = int8_vectorwise_quantize(weight)
+    a = x.reshape(-1, x.shape[-1])
+    x_q, x_absmax, cols = int8_vectorwise_quantize(a, threshold)
+    acc = _int32_matmul(x_q, w_q)
+    y = acc * (x_absmax.unsqueeze(1) * w_absmax.unsqueeze(0)) * _INV_127_SQ
+    if bias is not None:
+        y = y + bias.float()
+    y = y.to(x.dtype)
+    if cols.numel():
+        w_hat = (w_q[:, cols] * w_absmax.unsqueeze(1) * _INV_127).to(x.dtype)
+        y = y.addmm(a[:, cols], w_hat.t())
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def per_tensor_int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Naive symmetric int8 with ONE scale for all of ``x`` and one for all of ``W`` (the baseline LLM.int8 beats).
+
+    ``y = (x_q W_q^T)_int32 * (max|x| / 127) (max|W| / 127) + b``: one outlier feature in ``x``
+    sets the step for every token and feature. Taught in 07_bitsandbytes.
+    """
+    check_float_tensor(x, "x")
+    check_float_tensor(weight, "weight")
+    if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"weight must be 2-d (out_features, in_features={x.shape[-1]}), got shape {tuple(weight.shape)}"
+        )
+    a = x.reshape(-1, x.shape[-1]).float()
+    s_x = a.abs().max().clamp(min=1e-12) / INT8_MAX
+    s_w = weight.abs().max().float().clamp(min=1e-12) / INT8_MAX
+    x_q = torch.round(a / s_x).to(torch.int8)
+    w_q = torch.round(weight.float() / s_w).to(torch.int8)
+    y = _int32_matmul(x_q, w_q) * (s_x * s_w)
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype).reshape(*x.shape[:-1], weight.shape[0])
+
+
+class Int8RefLinear(nn.Module):
+    """Drop-in ``nn.Linear`` replacement running a from-scratch int8 scheme (for swapping into MiniLM).
+
+    ``scheme``: ``"per_tensor"`` (``per_tensor_int8_linear``), ``"vectorwise"`` (LLM.int8 with
+    threshold 0) or ``"llm_int8"`` (with ``threshold``). ``last_outlier_fraction`` records the
+    fraction of input columns sent to the float path by the latest call. Taught in 07_bitsandbytes.
+    """
+
+    def __init__(self, linear: nn.Linear, scheme: str = "llm_int8", threshold: float = 6.0) -> None:
+        super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        self.scheme = check_choice(scheme, "scheme", ("per_tensor", "vectorwise", "llm_int8"))
+        self.threshold = _check_threshold(threshold) if scheme == "llm_int8" else 0.0
+        self.weight = nn.Parameter(linear.weight.detach().clone(), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self.last_outlier_fraction = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scheme == "per_tensor":
+            return per_tensor_int8_linear(x, self.weight, self.bias)
+        cols = outlier_columns(x, self.threshold)
+        self.last_outlier_fraction = cols.numel() / x.shape[-1]
+        return llm_int8_linear(x, self.weight, self.bias, self.threshold)
+
+
+# ----------------------------------------------------------------------------- 4-bit
+
+
+def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
+    """Two 4-bit codes per byte, the first in the high nibble: ``byte = q[2i] << 4 | q[2i+1]`` (uint8, flat).
+
+    An odd count is padded with a zero code. Taught in 07_bitsandbytes.
+    """
+    check_tensor(q, "q")
+    if q.dtype != torch.uint8:
+        raise TypeError(f"q must be a uint8 tensor of 4-bit codes, got dtype {q.dtype}")
+    if int(q.max()) > 15:
+        raise ValueError(f"q must hold 4-bit codes 0..15, got a maximum of {int(q.max())}")
+    flat = q.reshape(-1)
+    if flat.numel() % 2:
+        flat = torch.cat([flat, flat.new_zeros(1)])
+    return (flat[0::2] << 4) | flat[1::2]
+
+
+def unpack_nibbles(packed: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """The 4-bit codes of ``packed`` in order (high nibble first), the first ``n`` of them (uint8).
+
+    Taught in 07_bitsandbytes.
+    """
+    check_tensor(packed, "packed")
+    if packed.dtype != torch.uint8:
+        raise TypeError(f"packed must be a uint8 tensor, got dtype {packed.dtype}")
+    flat = packed.reshape(-1)
+    q = torch.stack([flat >> 4, flat & 0x0F], dim=1).reshape(-1)
+    if n is not None:
+        n = check_int(n, "n", lo=1, hi=q.numel())
+        q = q[:n]
+    return q
+
+
+def quantize_4bit(x: torch.Tensor, blocksize: int = 64, quant_type: str = "nf4") -> tuple[torch.Tensor, torch.Tensor]:
+    """Blockwise 4-bit NF4/FP4: ``(packed, absmax)`` with ``packed`` uint8 of shape ``(numel/2, 1)``.
+
+    ``q = argmin_i |code[i] - x / absmax_block|`` then two codes per byte (``pack_nibbles``).
+    Same layout as ``bitsandbytes.functional.quantize_4bit(..., compress_statistics=False)``.
+    Taught in 07_bitsandbytes.
+    """
+    check_float_tensor(x, "x")
+    check_choice(quant_type, "quant_type", ("nf4", "fp4"))
+    blocksize = check_blocksize(blocksize, x.numel())
+    q, absmax = blockwise_quantize(x, code_4bit(quant_type), blocksize)
+    return pack_nibbles(q).unsqueeze(1), absmax
+
+
+def dequantize_4bit(
+    packed: torch.Tensor,
+    absmax: torch.Tensor,
+    shape: tuple[int, ...] | torch.Size,
+    blocksize: int = 64,
+    quant_type: str = "nf4",
+) -> torch.Tensor:
+    """``x_hat = code[q] * absmax_block`` reshaped to ``shape`` (float32): the inverse of ``quantize_4bit``.
+
+    Taught in 07_bitsandbytes.
+    """
+    check_choice(quant_type, "quant_type", ("nf4", "fp4"))
+    shape = tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    if n < 1:
+        raise ValueError(f"shape must describe a non-empty tensor, got {shape}")
+    blocksize = check_blocksize(blocksize, n)
+    q = unpack_nibbles(packed, n)
+    return blockwise_dequantize(q, absmax, code_4bit(quant_type), blocksize).reshape(shape)
+
+
+class DoubleQuant(NamedTuple):
+    """Double-quantized absmax constants: 8-bit codes, their own absmax (one per ``blocksize2``), the mean offset."""
+
+    q: torch.Tensor
+    absmax2: torch.Tensor
+    offset: torch.Tensor
+    blocksize2: int
+
+
+def double_quantize(absmax: torch.Tensor, blocksize2: int = 256) -> DoubleQuant:
+    """Quantize the per-block ``absmax`` constants themselves (QLoRA's double quantization).
+
+    ``offset = mean(absmax)``; ``q = blockwise_quantize(absmax - offset, dynamic_code(), blocksize2)``:
+    32 bits per block become 8, plus 32 bits per ``blocksize2`` blocks.
+    Taught in 07_bitsandbytes.
+    """
+    check_float_tensor(absmax, "absmax")
+    if absmax.ndim != 1:
+        raise ValueError(f"absmax must be 1-d (one value per block), got shape {tuple(absmax.shape)}")
+    blocksize2 = check_blocksize(blocksize2, name="blocksize2")
+    offset = absmax.float().mean()
+    centred = absmax.float() - offset
+    pad = (-centred.numel()) % blocksize2  # the last block of constants may be short: pad with zeros
+    padded = torch.cat([centred, centred.new_zeros(pad)])
+    q, absmax2 = blockwise_quantize(padded, dynamic_code(), blocksize2)
+    return DoubleQuant(q[: centred.numel()], absmax2, offset, blocksize2)
+
+
+def double_dequantize(dq: DoubleQuant) -> torch.Tensor:
+    """The absmax constants recovered from a ``DoubleQuant``: ``code[q] * absmax2 + offset`` (float32).
+
+    Taught in 07_bitsandbytes.
+    """
+    if not isinstance(dq, DoubleQuant):
+        raise TypeError(f"dq must be a DoubleQuant, got {type(dq).__name__}")
+    n = dq.q.numel()
+    pad = (-n) % dq.blocksize2
+    q = torch.cat([dq.q, dq.q.new_zeros(pad)])
+    return blockwise_dequantize(q, dq.absmax2, dynamic_code(), dq.blocksize2)[:n] + dq.offset
+
+
+def bits_per_param_4bit(
+    numel: int, blocksize: int = 64, double_quant: bool = False, blocksize2: int = 256, tables: bool = False
+) -> float:
+    """Exact storage of a 4-bit tensor in bits per parameter.
+
+    ``4 + 32/blocksize`` without double quantization; with it
+    ``4 + 8/blocksize + 32 ceil(blocks/blocksize2)/numel + 32/numel`` (8-bit constants, their
+    float32 absmax, the float32 offset). ``tables=True`` adds the code tables a layer stores
+    (16 float32 for NF4/FP4, plus 256 float32 for the dynamic code with double quantization).
+    Taught in 07_bitsandbytes.
+    """
+    numel = check_int(numel, "numel", lo=1)
+    blocksize = check_blocksize(blocksize, numel)
+    blocksize2 = check_blocksize(blocksize2, name="blocksize2")
+    if not isinstance(double_quant, bool) or not isinstance(tables, bool):
+        raise TypeError("double_quant and tables must be bools")
+    blocks = numel // blocksize
+    bits = 4 * numel + (16 * 32 if tables else 0)
+    if double_quant:
+        bits += 8 * blocks + 32 * math.ceil(blocks / blocksize2) + 32 + (256 * 32 if tables else 0)
+    else:
+        bits += 32 * blocks
+    return bits / numel
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _quant_state_tensors(qs: Any) -> list[torch.Tensor]:
+    out = []
+    for name in ("absmax", "code", "offset"):
+        t = getattr(qs, name, None)
+        if isinstance(t, torch.Tensor):
+            out.append(t)
+    state2 = getattr(qs, "state2", None)
+    if state2 is not None and getattr(qs, "nested", False):
+        out.extend(_quant_state_tensors(state2))
+    return out
+
+
+def storage_bytes(model: nn.Module, *, include_tables: bool = True) -> int:
+    """Bytes actually held by ``model``: every parameter and buffer plus bitsandbytes' quantization state.
+
+    Counts each tensor's real storage (packed 4-bit as packed bytes, int8 as 1 byte), each storage
+    once, plus ``Params4bit.quant_state`` (absmax, nested absmax, offset, code tables) and
+    ``Linear8bitLt``'s row scales ``SCB`` — the tensors ``numel()``-based counts miss.
+    ``include_tables=False`` leaves out the code tables (per-layer constants of 16 or 256 floats).
+    Taught in 07_bitsandbytes.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    tensors: list[torch.Tensor] = list(model.parameters()) + list(model.buffers())
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        qs = getattr(weight, "quant_state", None)
+        if qs is not None:
+            extra = _quant_state_tensors(qs)
+            if not include_tables:
+                extra = [t for t in extra if t is not getattr(qs, "code", None)]
+                state2 = getattr(qs, "state2", None)
+                if state2 is not None:
+                    extra = [t for t in extra if t is not getattr(state2, "code", None)]
+            tensors.extend(extra)
+        state = getattr(module, "state", None)
+        for holder in (weight, state):
+            for name in ("CB", "SCB"):
+                t = getattr(holder, name, None)
+                if isinstance(t, torch.Tensor):
+                    tensors.append(t)
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for t in tensors:
+        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        if key in seen:
+            continue
+        seen.add(key)
+        total += t.untyped_storage().nbytes()
+    return total
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor in ``optimizer.state`` (moments, 8-bit codes, absmax, shared code tables once).
+
+    Taught in 07_bitsandbytes.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    seen: set[int] = set()
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                ptr = value.untyped_storage().data_ptr()
+                if ptr in seen:
+                    continue
+                seen.add(ptr)
+                total += value.untyped_storage().nbytes()
+    return total

@@ -1,0 +1,340 @@
+"""The from-scratch bitsandbytes references (helpers.bnb_ref) against bitsandbytes 0.50 itself."""
+
+import bitsandbytes as bnb
+import bitsandbytes.functional as F
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from helpers import bnb_ref as R
+
+
+def _outlier_input(shape=(3, 24, 384), cols=(5, 77, 300), gain=(30.0, 12.0, 8.0), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g)
+    for c, k in zip(cols, gain):
+        x[..., c] *= k
+    return x
+
+
+def _bnb_int8(linear: nn.Linear, threshold: float) -> nn.Module:
+    m = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, has_fp16_weights=False, threshold=threshold)
+    m.load_state_dict(linear.state_dict())
+    return m.to("cpu").eval()
+
+
+# ----------------------------------------------------------------------------- code tables
+
+
+def test_dynamic_code_equals_bitsandbytes():
+    assert torch.equal(R.dynamic_code(), F.create_dynamic_map(signed=True))
+    assert torch.equal(R.dynamic_code(signed=False), F.create_dynamic_map(signed=False))
+    code = R.dynamic_code()
+    assert code.numel() == 256 and bool((code[1:] >= code[:-1]).all()) and float(code[-1]) == 1.0
+
+
+def test_code_4bit_tables():
+    nf4 = R.code_4bit("nf4")
+    assert nf4.numel() == 16 and bool((nf4[1:] > nf4[:-1]).all())
+    assert float(nf4[0]) == -1.0 and float(nf4[7]) == 0.0 and float(nf4[15]) == 1.0
+    fp4 = R.code_4bit("fp4")
+    assert float(fp4.abs().max()) == 1.0
+    # bitsandbytes' FP4: smallest magnitude 1/192 (the value 0.0625 of its 0..12 grid, scaled by 1/12)
+    assert torch.isclose(fp4[1], torch.tensor(1 / 192))
+
+
+def test_nf4_table_agrees_with_lesson_03_when_available():
+    nonuniform = pytest.importorskip("helpers.nonuniform")
+    if not hasattr(nonuniform, "nf4_levels"):
+        pytest.skip("helpers.nonuniform has no nf4_levels yet")
+    assert torch.allclose(nonuniform.nf4_levels().float(), R.code_4bit("nf4"), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- blockwise 8-bit
+
+
+def test_blockwise_8bit_against_quantize_blockwise():
+    """absmax and dequantization are bit-exact; the codes agree except where bnb's C kernel is not nearest.
+
+    bitsandbytes' CPU kernel (fp32) finds the code with an approximate binary search
+    (BinSearch ``Direct2``) and picks a neighbouring code for ~0.1-0.2% of values; the reference
+    is exactly nearest, so it may differ by one code step there and its error is never larger.
+    """
+    x = torch.randn(64 * 1024)
+    q_b, state = F.quantize_blockwise(x, blocksize=256)
+    q_r, absmax = R.blockwise_quantize(x, blocksize=256)
+    assert torch.equal(absmax, state.absmax)
+    same = (q_r == q_b).float().mean().item()
+    assert same > 0.995
+    assert int((q_r.long() - q_b.long()).abs().max()) <= 1
+    code = R.dynamic_code()
+    scaled = x.reshape(-1, 256) / absmax.unsqueeze(1)
+    err_r = (code[q_r.long()].reshape(-1, 256) - scaled).abs()
+    err_b = (code[q_b.long()].reshape(-1, 256) - scaled).abs()
+    assert bool((err_r <= err_b + 1e-7).all())
+    # the same codes decode identically
+    assert torch.equal(R.blockwise_dequantize(q_b, state.absmax, blocksize=256), F.dequantize_blockwise(q_b, state))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([16, 64, 256]), st.floats(0.01, 100.0))
+def test_blockwise_roundtrip_error_bounded(seed, blocksize, scale):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(4 * blocksize, generator=g) * scale
+    q, absmax = R.blockwise_quantize(x, blocksize=blocksize)
+    x_hat = R.blockwise_dequantize(q, absmax, blocksize=blocksize)
+    # largest gap of the dynamic code is between 0.979 and 0.993 ... its half bounds the scaled error
+    code = R.dynamic_code()
+    half_gap = float((code[1:] - code[:-1]).max()) / 2
+    err = (x_hat - x).reshape(-1, blocksize).abs() / absmax.unsqueeze(1)
+    assert float(err.max()) <= half_gap + 1e-6
+    # no value decodes beyond its block's absmax; a positive maximum is exact (the code holds +1.0
+    # but its most negative entry is -0.993: the dynamic code is not symmetric)
+    blocks, x_blocks = x_hat.reshape(-1, blocksize), x.reshape(-1, blocksize)
+    assert bool((blocks.abs().amax(1) <= absmax).all())
+    positive = x_blocks.amax(1) == absmax
+    assert torch.equal(blocks.amax(1)[positive], absmax[positive])
+
+
+def test_blocks_localize_an_outlier():
+    x = torch.randn(4096)
+    x[10] = 500.0
+    err_small = (R.blockwise_dequantize(*R.blockwise_quantize(x, blocksize=64), blocksize=64) - x).pow(2).mean()
+    err_big = (R.blockwise_dequantize(*R.blockwise_quantize(x, blocksize=4096), blocksize=4096) - x).pow(2).mean()
+    assert err_small < err_big / 10
+
+
+# ----------------------------------------------------------------------------- LLM.int8()
+
+
+@pytest.mark.parametrize("threshold", [0.0, 6.0])
+@pytest.mark.parametrize("outliers", [False, True])
+def test_llm_int8_matches_linear8bitlt(threshold, outliers):
+    """Tolerance: 0 on CPUs with AVX-512 (bnb uses torch._int_mm, exact like the reference); elsewhere bnb
+    accumulates the int8 product in float32 before casting to int32, so allow a relative 1e-5."""
+    torch.manual_seed(1)
+    linear = nn.Linear(384, 256)
+    x = _outlier_input() if outliers else torch.randn(3, 24, 384)
+    with torch.no_grad():
+        y_bnb = _bnb_int8(linear, threshold)(x)
+        y_ref = R.llm_int8_linear(x, linear.weight, linear.bias, threshold)
+    assert y_ref.dtype == y_bnb.dtype == torch.float32
+    torch.testing.assert_close(y_ref, y_bnb, rtol=1e-5, atol=1e-5 * float(y_bnb.abs().max()))
+    if outliers and threshold > 0:
+        assert R.outlier_columns(x, threshold).tolist() == [5, 77, 300]
+
+
+def test_outlier_decomposition_helps_and_threshold_zero_is_vectorwise():
+    torch.manual_seed(2)
+    linear = nn.Linear(384, 128)
+    x = _outlier_input()
+    with torch.no_grad():
+        y = linear(x)
+        err = {t: (R.llm_int8_linear(x, linear.weight, linear.bias, t) - y).pow(2).mean() for t in (0.0, 6.0)}
+        err_pt = (R.per_tensor_int8_linear(x, linear.weight, linear.bias) - y).pow(2).mean()
+    assert err[6.0] < err[0.0] < err_pt
+    q, row_absmax, cols = R.int8_vectorwise_quantize(x.reshape(-1, 384), 6.0)
+    assert q.dtype == torch.int8 and bool((q[:, cols] == 0).all())
+    assert float(row_absmax.max()) < 6.0  # outlier values are left out of the row scales
+
+
+def test_vectorwise_quant_matches_bnb_function():
+    x = _outlier_input().reshape(-1, 384).half()
+    for t in (0.0, 6.0):
+        q_b, s_b, c_b = F.int8_vectorwise_quant(x.clone(), threshold=t)
+        q_r, s_r, c_r = R.int8_vectorwise_quantize(x, t)
+        assert torch.equal(q_b, q_r) and torch.equal(s_b, s_r)
+        assert (c_b is None and c_r.numel() == 0) or torch.equal(c_b, c_r)
+
+
+def test_int8_ref_linear_module():
+    torch.manual_seed(3)
+    linear = nn.Linear(384, 64)
+    x = _outlier_input()
+    for scheme in ("per_tensor", "vectorwise", "llm_int8"):
+        m = R.Int8RefLinear(linear, scheme)
+        assert m(x).shape == (3, 24, 64)
+    m = R.Int8RefLinear(linear, "llm_int8", 6.0)
+    m(x)
+    assert m.last_outlier_fraction == pytest.approx(3 / 384)
+
+
+# ----------------------------------------------------------------------------- 4-bit
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+@pytest.mark.parametrize("blocksize", [32, 64, 128])
+def test_4bit_codes_bit_exact(quant_type, blocksize):
+    x = torch.randn(96, 384)
+    x[0, :blocksize] = 0.0  # an all-zero block
+    x[1, 3] = 0.0
+    packed_b, state = F.quantize_4bit(x, blocksize=blocksize, quant_type=quant_type, compress_statistics=False)
+    packed_r, absmax = R.quantize_4bit(x, blocksize, quant_type)
+    assert torch.equal(packed_r, packed_b)
+    assert torch.equal(R.unpack_nibbles(packed_r), R.unpack_nibbles(packed_b))
+    assert torch.equal(absmax, state.absmax)
+    x_hat = R.dequantize_4bit(packed_r, absmax, x.shape, blocksize, quant_type)
+    assert torch.equal(x_hat, F.dequantize_4bit(packed_b, state))
+
+
+def test_nf4_beats_fp4_on_gaussian_blocks():
+    x = torch.randn(512, 512)
+    mse = {}
+    for qt in ("nf4", "fp4"):
+        packed, absmax = R.quantize_4bit(x, 64, qt)
+        mse[qt] = (R.dequantize_4bit(packed, absmax, x.shape, 64, qt) - x).pow(2).mean()
+    assert mse["nf4"] < mse["fp4"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 15), min_size=1, max_size=65))
+def test_pack_unpack_roundtrip(codes):
+    q = torch.tensor(codes, dtype=torch.uint8)
+    packed = R.pack_nibbles(q)
+    assert packed.numel() == (len(codes) + 1) // 2
+    assert torch.equal(R.unpack_nibbles(packed, len(codes)), q)
+
+
+def test_double_quant_against_bitsandbytes():
+    """offset and the second-level absmax are bit-exact; the 8-bit codes of the constants agree
+    except where bnb's C kernel picks a neighbouring code (see the blockwise test)."""
+    x = torch.randn(384, 1536)
+    packed, state = F.quantize_4bit(x, blocksize=64, quant_type="nf4", compress_statistics=True)
+    _, absmax = R.quantize_4bit(x, 64, "nf4")
+    dq = R.double_quantize(absmax)
+    assert torch.equal(dq.offset, state.offset)
+    assert torch.equal(dq.absmax2, state.state2.absmax)
+    assert (dq.q == state.absmax).float().mean() > 0.99
+    assert int((dq.q.long() - state.absmax.long()).abs().max()) <= 1
+    # decoding bnb's own 8-bit constants with the reference gives bnb's dequantized weights exactly
+    bnb_dq = R.DoubleQuant(state.absmax, state.state2.absmax, state.offset, 256)
+    x_hat = R.dequantize_4bit(packed, R.double_dequantize(bnb_dq), x.shape, 64, "nf4")
+    assert torch.equal(x_hat, F.dequantize_4bit(packed, state))
+    rel = (R.double_dequantize(dq) - absmax).abs() / absmax
+    assert float(rel.max()) < 0.02
+
+
+def test_bits_per_param_formula():
+    n = 4096 * 4096
+    assert R.bits_per_param_4bit(n, 64) == pytest.approx(4.5)
+    bpp = R.bits_per_param_4bit(n, 64, double_quant=True)
+    assert bpp == pytest.approx(4 + 8 / 64 + 32 / (64 * 256) + 32 / n, rel=1e-12)  # + the fp32 offset
+    assert 4.126 < bpp < 4.128
+    assert R.bits_per_param_4bit(n, 64, tables=True) > 4.5
+
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_storage_accounting_matches_real_tensor_bytes(double_quant):
+    linear = nn.Linear(1536, 384, bias=False)
+    m = bnb.nn.Linear4bit(1536, 384, bias=False, quant_type="nf4", compress_statistics=double_quant)
+    m.load_state_dict(linear.state_dict())
+    m = m.to("cpu")
+    qs = m.weight.quant_state
+    n = linear.weight.numel()
+    # measured from the tensors themselves (packed bytes, absmax, nested state, tables)
+    bits = 8 * R.storage_bytes(m)
+    assert bits == pytest.approx(R.bits_per_param_4bit(n, 64, double_quant, tables=True) * n)
+    assert 8 * R.storage_bytes(m, include_tables=False) == pytest.approx(R.bits_per_param_4bit(n, 64, double_quant) * n)
+    # numel() of the packed weight is half the parameters: the classic counting mistake
+    assert m.weight.numel() == n // 2 and m.weight.dtype == torch.uint8
+    assert qs.absmax.dtype == (torch.uint8 if double_quant else torch.float32)
+
+
+def test_storage_bytes_int8_counts_row_scales():
+    linear = nn.Linear(384, 256)
+    m = _bnb_int8(linear, 6.0)
+    with torch.no_grad():
+        m(torch.randn(2, 384))
+    assert R.storage_bytes(m) == 384 * 256 + 256 * 4 + 256 * 4  # int8 weight, fp32 SCB, fp32 bias
+    assert R.storage_bytes(linear) == (384 * 256 + 256) * 4
+
+
+def test_optimizer_state_bytes_8bit_adam():
+    torch.manual_seed(0)
+    big, small = nn.Linear(256, 64), nn.Linear(64, 10)
+    params = list(big.parameters()) + list(small.parameters())
+    opt8 = bnb.optim.Adam8bit(params, lr=1e-3)
+    opt32 = torch.optim.Adam(params, lr=1e-3)
+    for opt in (opt8, opt32):
+        opt.zero_grad()
+        small(torch.relu(big(torch.randn(8, 256)))).sum().backward()
+        opt.step()
+    b8, b32 = R.optimizer_state_bytes(opt8), R.optimizer_state_bytes(opt32)
+    # 32-bit: two fp32 moments per parameter (+ a step scalar per tensor)
+    assert b32 >= 2 * 4 * sum(p.numel() for p in params)
+    # 8-bit: only the 16384-element weight gets uint8 moments (min_8bit_size=4096); the rest stays fp32
+    big_w = 16384
+    expected = 2 * big_w + 2 * 4 * (big_w // 256) + 2 * 4 * (sum(p.numel() for p in params) - big_w)
+    assert expected <= b8 <= expected + 2 * 256 * 4 + 64
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs():
+    x = torch.randn(4, 64)
+    w = torch.randn(8, 64)
+    with pytest.raises(ValueError, match="threshold"):
+        R.llm_int8_linear(x, w, threshold=-1.0)
+    with pytest.raises(ValueError, match="threshold"):
+        R.outlier_columns(x, -0.5)
+    with pytest.raises(ValueError, match="threshold"):
+        R.int8_vectorwise_quantize(x, -2.0)
+    with pytest.raises(TypeError, match="x"):
+        R.llm_int8_linear(x.long(), w)
+    with pytest.raises(ValueError, match="weight"):
+        R.llm_int8_linear(x, torch.randn(8, 32))
+    with pytest.raises(ValueError, match="bias"):
+        R.llm_int8_linear(x, w, torch.randn(3))
+    with pytest.raises(ValueError, match="weight"):
+        R.per_tensor_int8_linear(x, torch.randn(8, 32))
+    with pytest.raises(ValueError, match="x must be 2-d"):
+        R.int8_vectorwise_quantize(torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match="blocksize"):
+        R.blockwise_quantize(torch.randn(256), blocksize=48)  # not a power of two
+    with pytest.raises(ValueError, match="blocksize"):
+        R.blockwise_quantize(torch.randn(100), blocksize=64)  # does not divide
+    with pytest.raises(ValueError, match="blocksize"):
+        R.quantize_4bit(torch.randn(96), blocksize=64)
+    with pytest.raises(ValueError, match="blocksize2"):
+        R.double_quantize(torch.rand(10), blocksize2=100)
+    with pytest.raises(TypeError, match="x"):
+        R.quantize_4bit(torch.ones(64, dtype=torch.int32))
+    with pytest.raises(ValueError, match="x"):
+        R.blockwise_quantize(torch.tensor([1.0, float("nan")]), blocksize=2)
+    with pytest.raises(ValueError, match="quant_type"):
+        R.quantize_4bit(torch.randn(64), quant_type="int4")
+    with pytest.raises(ValueError, match="quant_type"):
+        R.code_4bit("nf3")
+    with pytest.raises(ValueError, match="code"):
+        R.blockwise_quantize(torch.randn(64), code=torch.tensor([-2.0, 0.0, 2.0]), blocksize=64)
+    with pytest.raises(TypeError, match="q"):
+        R.blockwise_dequantize(torch.zeros(64, dtype=torch.int8), torch.ones(1), blocksize=64)
+    with pytest.raises(ValueError, match="absmax"):
+        R.blockwise_dequantize(torch.zeros(64, dtype=torch.uint8), torch.ones(2), blocksize=64)
+    with pytest.raises(ValueError, match="q"):
+        R.pack_nibbles(torch.tensor([3, 16], dtype=torch.uint8))
+    with pytest.raises(TypeError, match="packed"):
+        R.unpack_nibbles(torch.zeros(4, dtype=torch.int32))
+    with pytest.raises(ValueError, match="shape"):
+        R.dequantize_4bit(torch.zeros(1, dtype=torch.uint8), torch.ones(1), (0,), 64)
+    with pytest.raises(TypeError, match="dq"):
+        R.double_dequantize((1, 2, 3, 4))
+    with pytest.raises(ValueError, match="absmax"):
+        R.double_quantize(torch.rand(4, 4))
+    with pytest.raises(ValueError, match="numel"):
+        R.bits_per_param_4bit(0)
+    with pytest.raises(TypeError, match="signed"):
+        R.dynamic_code(signed=1)
+    with pytest.raises(TypeError, match="model"):
+        R.storage_bytes("model")
+    with pytest.raises(TypeError, match="optimizer"):
+        R.optimizer_state_bytes(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="linear"):
+        R.Int8RefLinear(nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="scheme"):
+        R.Int8RefLinear(nn.Linear(4, 4), scheme="per_row")
+    with pytest.raises(ValueError, match="blocksize"):
+        R.check_blocksize(1)
