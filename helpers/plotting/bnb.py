@@ -1,0 +1,153 @@
+"""Figures for 07_bitsandbytes: outlier features, threshold and block-size sweeps, loss curves.
+
+Pure functions: arrays in, ``matplotlib.figure.Figure`` out. Taught in 07_bitsandbytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from matplotlib.figure import Figure
+
+from helpers import bnb_ref as R
+from helpers._validate import check_float_tensor
+from helpers.plotting import COLORS, new_figure
+
+__all__ = [
+    "plot_feature_absmax",
+    "plot_threshold_sweep",
+    "plot_blocksize_sweep",
+    "plot_loss_curves",
+    "layer_errors",
+    "draw_threshold_blocksize",
+]
+
+
+def plot_feature_absmax(col_absmax: torch.Tensor, threshold: float = 6.0, title: str = "") -> Figure:
+    """Bar plot of ``max |x|`` per hidden feature, the columns at or above ``threshold`` highlighted."""
+    check_float_tensor(col_absmax, "col_absmax")
+    v = col_absmax.detach().float().flatten()
+    fig, ax = new_figure(8, 3.2)
+    idx = torch.arange(v.numel())
+    out = v >= threshold
+    ax.bar(idx[~out].numpy(), v[~out].numpy(), width=1.0, color=COLORS["x"], label="feature")
+    ax.bar(idx[out].numpy(), v[out].numpy(), width=1.0, color=COLORS["err"], label=f"|x| >= {threshold:g}")
+    if threshold > 0:
+        ax.axhline(threshold, color=COLORS["clip"], ls="--", lw=1, label=f"threshold {threshold:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden feature (column of x)")
+    ax.set_ylabel("max |x| over tokens")
+    ax.set_title(title or f"{int(out.sum())} of {v.numel()} columns reach the threshold")
+    ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def plot_threshold_sweep(
+    thresholds: Sequence[float], rel_err: Sequence[float], outlier_frac: Sequence[float], title: str = ""
+) -> Figure:
+    """Relative output error of LLM.int8 (left axis) and fraction of float columns (right axis) vs threshold."""
+    if not (len(thresholds) == len(rel_err) == len(outlier_frac)) or not thresholds:
+        raise ValueError("thresholds, rel_err and outlier_frac must be non-empty and the same length")
+    fig, ax = new_figure(7.5, 3.2)
+    ax.plot(thresholds, rel_err, "o-", color=COLORS["err"], label="relative output error")
+    ax.set_xlabel("threshold (0 = no decomposition)")
+    ax.set_ylabel("||y_int8 - y|| / ||y||", color=COLORS["err"])
+    ax.set_yscale("log")
+    ax2 = ax.twinx()
+    ax2.plot(thresholds, [100 * f for f in outlier_frac], "s--", color=COLORS["grid"], label="float columns")
+    ax2.set_ylabel("columns in float (%)", color=COLORS["grid"])
+    ax.set_title(title or "LLM.int8 threshold sweep")
+    return fig
+
+
+def plot_blocksize_sweep(blocksizes: Sequence[int], errors: Mapping[str, Sequence[float]], title: str = "") -> Figure:
+    """Weight MSE vs block size (log-log), one line per method in ``errors``."""
+    if not blocksizes or not errors:
+        raise ValueError("blocksizes and errors must be non-empty")
+    fig, ax = new_figure(7.0, 3.2)
+    palette = [COLORS["quant"], COLORS["x"], COLORS["grid"], COLORS["clip"], COLORS["err"]]
+    for i, (label, ys) in enumerate(errors.items()):
+        if len(ys) != len(blocksizes):
+            raise ValueError(f"errors[{label!r}] must have one value per block size")
+        ax.plot(blocksizes, ys, "o-", color=palette[i % len(palette)], label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("block size (values sharing one absmax)")
+    ax.set_ylabel("MSE")
+    ax.set_title(title or "smaller blocks: outliers stay local")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_loss_curves(curves: Mapping[str, Sequence[float]], title: str = "") -> Figure:
+    """Training loss per step, one line per optimizer."""
+    if not curves:
+        raise ValueError("curves must be a non-empty mapping label -> losses")
+    fig, ax = new_figure(7.0, 3.2)
+    palette = [COLORS["fp32"], COLORS["quant"], COLORS["grid"]]
+    for i, (label, ys) in enumerate(curves.items()):
+        ax.plot(range(1, len(ys) + 1), list(ys), color=palette[i % len(palette)], label=label, lw=1.2, alpha=0.9)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title or "32-bit vs 8-bit Adam")
+    ax.legend()
+    return fig
+
+
+def layer_errors(
+    x: torch.Tensor, weight: torch.Tensor, threshold: float, blocksize: int
+) -> tuple[float, float, float, float]:
+    """``(rel_err_llm_int8, outlier_fraction, mse_nf4, mse_absmax8)`` of one layer at the given settings.
+
+    ``rel_err = ||llm_int8_linear(x, W) - x W^T|| / ||x W^T||``; the MSEs are of ``W`` quantized
+    blockwise with ``blocksize`` (NF4 and 8-bit dynamic code).
+    """
+    check_float_tensor(x, "x")
+    check_float_tensor(weight, "weight")
+    y = x @ weight.t()
+    y_q = R.llm_int8_linear(x, weight, None, threshold)
+    rel = float((y_q - y).norm() / y.norm())
+    frac = R.outlier_columns(x, threshold).numel() / x.shape[-1]
+    packed, absmax = R.quantize_4bit(weight, blocksize, "nf4")
+    mse4 = float((R.dequantize_4bit(packed, absmax, weight.shape, blocksize, "nf4") - weight).pow(2).mean())
+    q8, a8 = R.blockwise_quantize(weight, blocksize=blocksize)
+    mse8 = float((R.blockwise_dequantize(q8, a8, blocksize=blocksize) - weight).pow(2).mean())
+    return rel, frac, mse4, mse8
+
+
+def draw_threshold_blocksize(
+    x: torch.Tensor, weight: torch.Tensor, threshold: float = 6.0, blocksize: int = 64, name: str = "layer"
+) -> tuple[Figure, str]:
+    """Widget view: feature absmax of ``x`` with the threshold, and per-block absmax of ``W`` for ``blocksize``.
+
+    Returns ``(Figure, readout)``; the readout holds the layer's LLM.int8 output error, the
+    fraction of float columns, and the NF4 / 8-bit blockwise weight MSE at this block size.
+    """
+    check_float_tensor(x, "x")
+    check_float_tensor(weight, "weight")
+    a = x.reshape(-1, x.shape[-1]).float()
+    rel, frac, mse4, mse8 = layer_errors(a, weight.float(), threshold, blocksize)
+    col = a.abs().amax(0)
+    out = col >= threshold if threshold > 0 else torch.zeros_like(col, dtype=torch.bool)
+    fig, (ax1, ax2) = new_figure(9, 3.2, ncols=2)
+    idx = torch.arange(col.numel())
+    ax1.bar(idx[~out].numpy(), col[~out].numpy(), width=1.0, color=COLORS["x"])
+    ax1.bar(idx[out].numpy(), col[out].numpy(), width=1.0, color=COLORS["err"])
+    if threshold > 0:
+        ax1.axhline(threshold, color=COLORS["clip"], ls="--", lw=1)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("input feature")
+    ax1.set_ylabel("max |x|")
+    ax1.set_title(f"{name}: {int(out.sum())} float columns (threshold {threshold:g})", fontsize=9)
+    blocks = weight.detach().float().reshape(-1, blocksize).abs().amax(1)
+    ax2.hist(blocks.numpy(), bins=40, color=COLORS["quant"])
+    ax2.set_xlabel("absmax of a weight block")
+    ax2.set_ylabel("blocks")
+    ax2.set_title(f"{blocks.numel()} blocks of {blocksize} weights", fontsize=9)
+    text = (
+        f"{name}: LLM.int8 relative output error {rel:.3e}, float columns {100 * frac:.2f}% | "
+        f"weights at block size {blocksize}: MSE NF4 {mse4:.3e}, 8-bit dynamic {mse8:.3e}"
+    )
+    return fig, text
