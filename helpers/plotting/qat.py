@@ -1,0 +1,175 @@
+"""Figures for 06_qat: the STE staircase with its gradient mask, PTQ vs QAT accuracy, training curves.
+
+Pure functions: data in, ``matplotlib.figure.Figure`` out. Taught in 06_qat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from matplotlib.figure import Figure
+
+from helpers._validate import check_bits, check_finite_number, check_int
+from helpers.affine import affine_qparams, qrange
+from helpers.plotting import COLORS, new_figure
+
+__all__ = ["ste_curves", "draw_ste", "ste_grid", "accuracy_vs_bits", "accuracy_curves"]
+
+_X_LIM = 2.0
+
+
+def _check_clip(clip: float) -> float:
+    clip = check_finite_number(clip, "clip")
+    if clip <= 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    return clip
+
+
+def ste_curves(bits: int, clip: float, n: int = 801) -> dict[str, torch.Tensor | float | int]:
+    """Forward staircase and STE gradient mask of a ``bits``-bit signed grid clipped at ``[-clip, clip]``.
+
+    Returns ``x`` (on [-2, 2]), ``x_hat`` (fake-quantized), ``mask`` (1 where the STE passes the
+    gradient, 0 where the code is clipped), ``scale``, ``zero_point``, ``qmin``, ``qmax``.
+    Taught in 06_qat.
+    """
+    from helpers.qat import fake_quant_ste
+
+    bits = check_bits(bits, lo=2, hi=8)
+    clip = _check_clip(clip)
+    n = check_int(n, "n", lo=2)
+    qmin, qmax = qrange(bits, signed=True)
+    scale, zero_point = affine_qparams(-clip, clip, bits)
+    x = torch.linspace(-_X_LIM, _X_LIM, n, requires_grad=True)
+    x_hat = fake_quant_ste(x, scale, zero_point, qmin, qmax)
+    x_hat.sum().backward()
+    return {
+        "x": x.detach(),
+        "x_hat": x_hat.detach(),
+        "mask": x.grad.detach(),
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+        "qmin": qmin,
+        "qmax": qmax,
+    }
+
+
+def _plot_ste(ax_fwd, ax_bwd, c: dict, title: str | None = None) -> None:
+    x, x_hat, mask = c["x"].numpy(), c["x_hat"].numpy(), c["mask"].numpy()
+    ax_fwd.plot(x, x, color=COLORS["x"], lw=1, ls="--", label="x (identity)")
+    ax_fwd.plot(x, x_hat, color=COLORS["x_hat"], lw=1.8, label="x_hat = fake_quant(x)")
+    lo = (c["qmin"] - c["zero_point"]) * c["scale"]
+    hi = (c["qmax"] - c["zero_point"]) * c["scale"]
+    for ax in (ax_fwd, ax_bwd):
+        ax.axvspan(lo - c["scale"] / 2, hi + c["scale"] / 2, color=COLORS["clip"], alpha=0.08, lw=0)
+        ax.set_xlim(-_X_LIM, _X_LIM)
+    ax_fwd.set_ylabel("forward")
+    ax_fwd.set_ylim(-_X_LIM, _X_LIM)
+    ax_bwd.fill_between(x, 0, mask, step="mid", color=COLORS["grid"], alpha=0.5)
+    ax_bwd.plot(x, mask, color=COLORS["grid"], lw=1.5, label="STE: dx_hat/dx")
+    ax_bwd.plot(x, 0 * x, color=COLORS["err"], lw=1, ls=":", label="true d round / dx (0 a.e.)")
+    ax_bwd.set_ylim(-0.15, 1.25)
+    ax_bwd.set_yticks([0, 1])
+    ax_bwd.set_ylabel("backward")
+    ax_bwd.set_xlabel("x")
+    if title:
+        ax_fwd.set_title(title, fontsize=10)
+
+
+def draw_ste(bits: int = 3, clip: float = 1.0) -> tuple[Figure, str]:
+    """Forward staircase above the backward STE mask for one ``bits`` / ``clip``; returns (Figure, readout).
+
+    Taught in 06_qat.
+    """
+    c = ste_curves(bits, clip)
+    fig, (ax_fwd, ax_bwd) = new_figure(7.5, 4.2, nrows=2, sharex=True, height_ratios=[2, 1])
+    _plot_ste(ax_fwd, ax_bwd, c, title=f"{bits}-bit grid clipped to [-{clip:g}, {clip:g}]")
+    ax_fwd.legend(loc="upper left", fontsize=8)
+    ax_bwd.legend(loc="upper left", fontsize=8)
+    passed = float(c["mask"].mean())
+    lo = (c["qmin"] - c["zero_point"]) * c["scale"]
+    hi = (c["qmax"] - c["zero_point"]) * c["scale"]
+    readout = (
+        f"bits={bits}  levels={c['qmax'] - c['qmin'] + 1}  scale={c['scale']:.4g}  zero_point={c['zero_point']}\n"
+        f"grid spans [{lo:.4g}, {hi:.4g}]; gradient passes on {100 * passed:.1f}% of x in [-2, 2], 0 outside"
+    )
+    return fig, readout
+
+
+def ste_grid(bits_list: Sequence[int] = (2, 3, 4), clips: Sequence[float] = (0.5, 1.5)) -> Figure:
+    """Small multiples of ``draw_ste``: one column per bit width, a forward and a backward row per clip.
+
+    Taught in 06_qat.
+    """
+    bits_list = [check_bits(b, lo=2, hi=8) for b in bits_list]
+    clips = [_check_clip(c) for c in clips]
+    if not bits_list or not clips:
+        raise ValueError("bits_list and clips must be non-empty")
+    fig, axes = new_figure(
+        2.6 * len(bits_list), 2.2 * len(clips), nrows=2 * len(clips), ncols=len(bits_list), sharex=True, squeeze=False
+    )
+    for j, bits in enumerate(bits_list):
+        for i, clip in enumerate(clips):
+            c = ste_curves(bits, clip)
+            _plot_ste(axes[2 * i, j], axes[2 * i + 1, j], c, title=f"{bits} bits, clip {clip:g}")
+    return fig
+
+
+def accuracy_vs_bits(
+    bits: Sequence[int],
+    results: Mapping[str, Sequence[float]],
+    fp32: float,
+) -> Figure:
+    """Test accuracy vs bit width, one line per method (e.g. PTQ, QAT), fp32 as a horizontal line.
+
+    Taught in 06_qat.
+    """
+    bits = [check_bits(b) for b in bits]
+    fp32 = check_finite_number(fp32, "fp32")
+    if not results:
+        raise ValueError("results must hold at least one method -> accuracies")
+    palette = [COLORS["quant"], COLORS["grid"], COLORS["clip"], COLORS["err"]]
+    fig, ax = new_figure(7.0, 3.4)
+    ax.axhline(fp32, color=COLORS["fp32"], ls="--", lw=1.2, label=f"fp32 {fp32:.2f}%")
+    for k, (name, accs) in enumerate(results.items()):
+        if len(accs) != len(bits):
+            raise ValueError(f"results[{name!r}] must have {len(bits)} accuracies (one per bit width), got {len(accs)}")
+        ax.plot(bits, accs, "o-", color=palette[k % len(palette)], label=name)
+        for b, a in zip(bits, accs):
+            ax.annotate(f"{a:.1f}", (b, a), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.set_xticks(sorted(set(bits)))
+    ax.invert_xaxis()
+    ax.set_xlabel("bits (weights and activations)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(loc="lower left", fontsize=9)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def accuracy_curves(
+    panels: Mapping[str, Mapping[str, Sequence[float]]],
+    fp32: float | None = None,
+) -> Figure:
+    """Accuracy per epoch: one panel per entry of ``panels`` (title -> {label: accuracies}).
+
+    Curves are plotted against epoch 1..N; a curve whose label ends in ``"(epoch 0 = PTQ)"`` starts
+    at epoch 0. ``fp32`` draws the reference line in every panel. Taught in 06_qat.
+    """
+    if not panels:
+        raise ValueError("panels must hold at least one title -> curves mapping")
+    palette = [COLORS["fp32"], COLORS["quant"], COLORS["grid"], COLORS["clip"], COLORS["err"]]
+    fig, axes = new_figure(4.2 * len(panels), 3.4, ncols=len(panels), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for k, (label, accs) in enumerate(curves.items()):
+            start = 0 if label.endswith("(epoch 0 = PTQ)") else 1
+            ax.plot(
+                range(start, start + len(accs)), list(accs), "o-", ms=3, color=palette[k % len(palette)], label=label
+            )
+        if fp32 is not None:
+            ax.axhline(check_finite_number(fp32, "fp32"), color="gray", ls="--", lw=1, label="fp32 checkpoint")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    return fig

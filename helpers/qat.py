@@ -1,0 +1,540 @@
+"""Quantization-aware training: fake quantization with the straight-through estimator, LSQ, QAT layers.
+
+Taught in 06_qat. The pieces, from the smallest up:
+
+* ``fake_quant_ste`` — ``x_hat = (clamp(round(x / scale) + zero_point, qmin, qmax) - zero_point) * scale``
+  as a ``torch.autograd.Function`` whose backward is the straight-through estimator (STE):
+  ``dL/dx = dL/dx_hat`` where the code lands inside ``qmin..qmax`` and 0 where it was clipped
+  (the same mask as ``torch.fake_quantize_per_tensor_affine``'s backward);
+* ``lsq_quantize`` — learned step size quantization (Esser et al. 2020, "LSQ"):
+  ``x_hat = clamp(round(x / step), qmin, qmax) * step`` with a gradient for ``step`` too,
+  ``dx_hat/dstep = round(x/step) - x/step`` inside the range and ``qmin`` or ``qmax`` outside,
+  scaled by ``grad_scale = 1 / sqrt(N * qmax)``;
+* ``RangeObserver``, ``ActQuantizer``, ``WeightQuantizer`` and ``QATLayer`` — a Conv2d/Linear with
+  per-channel weight fake-quant and per-tensor input (activation) fake-quant, any bits 2..8;
+* ``make_qat_model``, ``calibrate``, ``freeze_observers``, ``ptq_model`` — swap every Conv2d/Linear
+  of a model, so post-training quantization (PTQ: calibrate, freeze, evaluate) and QAT
+  (calibrate, then fine-tune through the fake quantizers) use exactly the same quantizers.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers._validate import (
+    check_axis,
+    check_bits,
+    check_choice,
+    check_finite_number,
+    check_float_tensor,
+    check_int,
+    check_positive,
+    check_tensor,
+)
+from helpers.affine import affine_qparams, qrange
+
+__all__ = [
+    "FakeQuantSTE",
+    "LSQQuantize",
+    "fake_quant_ste",
+    "ste_mask",
+    "lsq_quantize",
+    "lsq_grad_scale",
+    "lsq_init_step",
+    "RangeObserver",
+    "ActQuantizer",
+    "WeightQuantizer",
+    "QATLayer",
+    "make_qat_model",
+    "calibrate",
+    "freeze_observers",
+    "ptq_model",
+    "qat_layers",
+    "METHODS",
+    "OBSERVERS",
+]
+
+METHODS = ("minmax", "lsq")
+OBSERVERS = ("minmax", "ema")
+
+
+# ---------------------------------------------------------------------------- argument checks
+
+
+def _check_qmin_qmax(qmin: int, qmax: int) -> tuple[int, int]:
+    qmin = check_int(qmin, "qmin", lo=-(2**15), hi=2**16 - 1)
+    qmax = check_int(qmax, "qmax", lo=-(2**15), hi=2**16 - 1)
+    if qmin >= qmax:
+        raise ValueError(f"qmin must be < qmax, got qmin={qmin}, qmax={qmax}")
+    return qmin, qmax
+
+
+def _param(value: float | int | torch.Tensor, x: torch.Tensor, axis: int | None, name: str) -> torch.Tensor:
+    """``value`` as a tensor of ``x``'s dtype shaped to broadcast per tensor (axis None) or along ``axis``."""
+    p = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+    p = p.to(x.dtype)
+    if axis is None:
+        if p.numel() != 1:
+            raise ValueError(f"{name} must have one element for per-tensor quantization, got shape {tuple(p.shape)}")
+        return p.reshape(())
+    if p.numel() != x.shape[axis]:
+        raise ValueError(f"{name} must have {x.shape[axis]} elements (size of axis {axis}), got {p.numel()}")
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return p.reshape(shape)
+
+
+def _check_zero_point(zero_point: int | torch.Tensor, qmin: int, qmax: int) -> None:
+    zp = zero_point if isinstance(zero_point, torch.Tensor) else torch.tensor(zero_point)
+    if zp.dtype == torch.bool or zp.is_complex():
+        raise TypeError(f"zero_point must be an integer tensor or number, got dtype {zp.dtype}")
+    if zp.numel() == 0:
+        raise ValueError("zero_point must be non-empty")
+    if zp.is_floating_point() and not bool((zp == torch.round(zp)).all()):
+        raise ValueError("zero_point must hold whole numbers")
+    if bool((zp < qmin).any()) or bool((zp > qmax).any()):
+        raise ValueError(
+            f"zero_point must lie in qmin..qmax = {qmin}..{qmax}, got {zp.min().item()}..{zp.max().item()}"
+        )
+
+
+def _check_axis_arg(axis: int | None, x: torch.Tensor) -> int | None:
+    return None if axis is None else check_axis(axis, x.ndim)
+
+
+# ---------------------------------------------------------------------------- STE fake quantization
+
+
+class FakeQuantSTE(torch.autograd.Function):
+    """Fake quantization whose backward is the straight-through estimator (clipped codes get 0).
+
+    Forward: ``x_hat = (clamp(round(x * (1/scale)) + zp, qmin, qmax) - zp) * scale`` (round half to even).
+    Backward: ``grad_x = grad * [qmin <= round(x/scale) + zp <= qmax]``; no gradient for scale or zp.
+    Taught in 06_qat.
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin, qmax):  # noqa: D102
+        code = torch.round(x * (1.0 / scale)) + zero_point
+        mask = (code >= qmin) & (code <= qmax)
+        ctx.save_for_backward(mask)
+        return (code.clamp(qmin, qmax) - zero_point) * scale
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None, None, None
+
+
+def fake_quant_ste(
+    x: torch.Tensor,
+    scale: float | torch.Tensor,
+    zero_point: int | torch.Tensor,
+    qmin: int,
+    qmax: int,
+    *,
+    axis: int | None = None,
+) -> torch.Tensor:
+    """Fake-quantize ``x`` (quantize, then dequantize) with a straight-through-estimator gradient.
+
+    ``x_hat = (clamp(round(x / scale) + zero_point, qmin, qmax) - zero_point) * scale``; backward
+    passes ``dL/dx_hat`` unchanged where ``qmin <= round(x/scale) + zero_point <= qmax`` and 0 where the
+    code was clipped. Per-tensor (``axis=None``) or per-channel along ``axis``. The forward equals
+    ``torch.fake_quantize_per_tensor_affine`` / ``..._per_channel_affine`` bit for bit, and so does
+    the gradient. Taught in 06_qat.
+    """
+    check_float_tensor(x, "x")
+    qmin, qmax = _check_qmin_qmax(qmin, qmax)
+    axis = _check_axis_arg(axis, x)
+    check_positive(scale if isinstance(scale, torch.Tensor) else check_finite_number(scale, "scale"), "scale")
+    _check_zero_point(zero_point, qmin, qmax)
+    s = _param(scale, x, axis, "scale")
+    z = _param(zero_point, x, axis, "zero_point")
+    return FakeQuantSTE.apply(x, s, z, qmin, qmax)
+
+
+def ste_mask(
+    x: torch.Tensor,
+    scale: float | torch.Tensor,
+    zero_point: int | torch.Tensor,
+    qmin: int,
+    qmax: int,
+    *,
+    axis: int | None = None,
+) -> torch.Tensor:
+    """Boolean mask where the STE passes the gradient: ``qmin <= round(x / scale) + zero_point <= qmax``.
+
+    Taught in 06_qat.
+    """
+    check_float_tensor(x, "x")
+    qmin, qmax = _check_qmin_qmax(qmin, qmax)
+    axis = _check_axis_arg(axis, x)
+    check_positive(scale if isinstance(scale, torch.Tensor) else check_finite_number(scale, "scale"), "scale")
+    _check_zero_point(zero_point, qmin, qmax)
+    s = _param(scale, x, axis, "scale")
+    z = _param(zero_point, x, axis, "zero_point")
+    code = torch.round(x * (1.0 / s)) + z
+    return (code >= qmin) & (code <= qmax)
+
+
+# ---------------------------------------------------------------------------- LSQ
+
+
+class LSQQuantize(torch.autograd.Function):
+    """Learned-step-size fake quantization ``x_hat = clamp(round(x / step), qmin, qmax) * step`` (LSQ).
+
+    Backward (Esser et al. 2020, eq. 3): ``grad_x = grad`` inside the range, 0 outside;
+    ``grad_step = grad_scale * sum(grad * d)`` with ``d = round(x/step) - x/step`` inside,
+    ``qmin`` below, ``qmax`` above (summed per channel when ``step`` has one entry per channel).
+    Taught in 06_qat.
+    """
+
+    @staticmethod
+    def forward(ctx, x, step, qmin, qmax, grad_scale):  # noqa: D102
+        v = x * (1.0 / step)
+        r = torch.round(v)
+        below = r < qmin
+        above = r > qmax
+        d_step = torch.where(below, float(qmin), torch.where(above, float(qmax), r - v))
+        ctx.save_for_backward(~(below | above), d_step)
+        ctx.step_shape = step.shape
+        ctx.grad_scale = grad_scale
+        return r.clamp(qmin, qmax) * step
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        inside, d_step = ctx.saved_tensors
+        grad_x = grad * inside
+        g = grad * d_step
+        shape = ctx.step_shape
+        if len(shape) == 0 or math.prod(shape) == 1:
+            grad_step = g.sum().reshape(shape)
+        else:
+            dims = [i for i, n in enumerate(shape) if n == 1]
+            grad_step = g.sum(dim=dims, keepdim=True)
+        return grad_x, grad_step * ctx.grad_scale, None, None, None
+
+
+def lsq_grad_scale(n_per_step: int, qmax: int) -> float:
+    """The LSQ gradient scale ``g = 1 / sqrt(N * qmax)``, N = elements sharing one step. Taught in 06_qat."""
+    n_per_step = check_int(n_per_step, "n_per_step", lo=1)
+    qmax = check_int(qmax, "qmax", lo=1)
+    return 1.0 / math.sqrt(n_per_step * qmax)
+
+
+def lsq_quantize(
+    x: torch.Tensor,
+    step: torch.Tensor,
+    bits: int,
+    *,
+    signed: bool = True,
+    axis: int | None = None,
+    grad_scale: float | None = None,
+) -> torch.Tensor:
+    """LSQ fake quantization ``x_hat = clamp(round(x / step), qmin, qmax) * step`` with a learnable ``step``.
+
+    ``qmin, qmax = qrange(bits, signed)`` (symmetric, no zero-point: signed for weights, unsigned
+    for ReLU outputs). ``step`` is one number (per tensor) or one per index of ``axis``. The step's
+    gradient is multiplied by ``grad_scale``, by default ``1 / sqrt(N * qmax)`` with N the number of
+    elements that share one step (Esser et al. 2020). Taught in 06_qat.
+    """
+    check_float_tensor(x, "x")
+    bits = check_bits(bits, lo=2, hi=8)
+    axis = _check_axis_arg(axis, x)
+    check_tensor(step, "step")
+    check_positive(step, "step")
+    qmin, qmax = qrange(bits, signed)
+    s = _param(step, x, axis, "step") if step.dtype == x.dtype else _param(step.to(x.dtype), x, axis, "step")
+    if grad_scale is None:
+        n = x.numel() if axis is None else x.numel() // x.shape[axis]
+        grad_scale = lsq_grad_scale(n, qmax)
+    else:
+        grad_scale = check_finite_number(grad_scale, "grad_scale")
+        if grad_scale <= 0:
+            raise ValueError(f"grad_scale must be > 0, got {grad_scale}")
+    return LSQQuantize.apply(x, s, qmin, qmax, grad_scale)
+
+
+def lsq_init_step(x: torch.Tensor, bits: int, *, signed: bool = True, axis: int | None = None) -> torch.Tensor:
+    """LSQ's initial step ``2 * mean(|x|) / sqrt(qmax)`` per tensor or per index of ``axis``. Taught in 06_qat."""
+    check_float_tensor(x, "x")
+    bits = check_bits(bits, lo=2, hi=8)
+    axis = _check_axis_arg(axis, x)
+    _, qmax = qrange(bits, signed)
+    a = x.detach().abs()
+    mean = a.mean() if axis is None else a.movedim(axis, 0).reshape(x.shape[axis], -1).mean(dim=1)
+    return (2.0 * mean / math.sqrt(qmax)).clamp_min(1e-8)
+
+
+# ---------------------------------------------------------------------------- modules
+
+
+class RangeObserver(nn.Module):
+    """Tracks the range ``[min_val, max_val]`` of what flows through it: running min-max or an EMA.
+
+    ``mode="minmax"``: ``min_val = min(min_val, min(x))`` (the range only grows);
+    ``mode="ema"``: ``min_val += momentum * (min(x) - min_val)`` (first batch initialises it).
+    It updates only while ``enabled`` and the module is training, or inside ``calibrate``;
+    ``freeze()`` stops it for good (until ``enabled = True``). Taught in 06_qat.
+    """
+
+    def __init__(self, mode: str = "ema", momentum: float = 0.1) -> None:
+        super().__init__()
+        self.mode = check_choice(mode, "mode", OBSERVERS)
+        momentum = check_finite_number(momentum, "momentum")
+        if not 0.0 < momentum <= 1.0:
+            raise ValueError(f"momentum must be in (0, 1], got {momentum}")
+        self.momentum = momentum
+        self.enabled = True
+        self.calibrating = False
+        self.register_buffer("min_val", torch.tensor(float("inf")))
+        self.register_buffer("max_val", torch.tensor(float("-inf")))
+
+    @property
+    def initialized(self) -> bool:
+        """Whether at least one batch has been observed."""
+        return bool(torch.isfinite(self.min_val))
+
+    def freeze(self) -> None:
+        """Stop updating the range."""
+        self.enabled = False
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.enabled and (self.training or self.calibrating):
+            lo, hi = torch.aminmax(x.detach().float())
+            if not self.initialized:
+                self.min_val.copy_(lo)
+                self.max_val.copy_(hi)
+            elif self.mode == "minmax":
+                self.min_val.copy_(torch.minimum(self.min_val, lo))
+                self.max_val.copy_(torch.maximum(self.max_val, hi))
+            else:
+                self.min_val.add_(self.momentum * (lo - self.min_val))
+                self.max_val.add_(self.momentum * (hi - self.max_val))
+        return x
+
+
+class ActQuantizer(nn.Module):
+    """Per-tensor activation fake-quantizer: observed affine range + STE (``"minmax"``) or a learned step (``"lsq"``).
+
+    ``"minmax"``: ``scale, zero_point = affine_qparams(min_val, max_val, bits, signed)`` from a
+    ``RangeObserver``, then ``fake_quant_ste``. ``"lsq"``: ``lsq_quantize`` with a learnable step
+    initialised by ``calibrate`` from the observer (``2 mean|x| / sqrt(qmax)`` on the first batch).
+    ``signed=False`` (default) suits ReLU outputs and images. Taught in 06_qat.
+    """
+
+    def __init__(self, bits: int = 8, *, method: str = "minmax", observer: str = "ema", signed: bool = False) -> None:
+        super().__init__()
+        self.bits = check_bits(bits, lo=2, hi=8)
+        self.method = check_choice(method, "method", METHODS)
+        self.signed = bool(signed)
+        self.qmin, self.qmax = qrange(self.bits, self.signed)
+        self.observer = RangeObserver(observer)
+        self.step = nn.Parameter(torch.tensor(1.0)) if method == "lsq" else None
+        self.register_buffer("step_initialized", torch.tensor(False))
+
+    def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Current ``(scale, zero_point)`` (min-max method) or ``(step, 0)`` (LSQ)."""
+        if self.method == "lsq":
+            return self.step.detach(), torch.tensor(0, dtype=torch.int32)
+        if not self.observer.initialized:
+            raise RuntimeError("the activation observer has seen no data: run calibrate(model, x) first")
+        return affine_qparams(self.observer.min_val, self.observer.max_val, self.bits, signed=self.signed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        self.observer(x)
+        if self.method == "lsq":
+            if not bool(self.step_initialized):
+                with torch.no_grad():
+                    self.step.copy_(lsq_init_step(x, self.bits, signed=self.signed))
+                    self.step_initialized.fill_(True)
+            return lsq_quantize(x, self.step, self.bits, signed=self.signed)
+        scale, zero_point = self.qparams()
+        return FakeQuantSTE.apply(x, scale.to(x.dtype), zero_point.to(x.dtype), self.qmin, self.qmax)
+
+
+class WeightQuantizer(nn.Module):
+    """Per-channel (axis 0) symmetric weight fake-quantizer: min-max of the current weight + STE, or LSQ.
+
+    ``"minmax"``: ``scale_c = max|w_c| / ((qmax - qmin) / 2)`` recomputed from the weight at every
+    forward (as ``helpers.affine.calc_qparams(w, bits, symmetric=True, axis=0)``), then
+    ``fake_quant_ste``. ``"lsq"``: one learnable step per output channel, initialised to
+    ``2 mean|w_c| / sqrt(qmax)``. Taught in 06_qat.
+    """
+
+    def __init__(self, weight: torch.Tensor, bits: int = 8, *, method: str = "minmax") -> None:
+        super().__init__()
+        check_float_tensor(weight, "weight")
+        self.bits = check_bits(bits, lo=2, hi=8)
+        self.method = check_choice(method, "method", METHODS)
+        self.qmin, self.qmax = qrange(self.bits, signed=True)
+        if method == "lsq":
+            self.step = nn.Parameter(lsq_init_step(weight, self.bits, signed=True, axis=0))
+        else:
+            self.step = None
+
+    def qparams(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel ``(scale, zero_point)`` for ``weight``."""
+        if self.method == "lsq":
+            return self.step.detach(), torch.zeros(weight.shape[0], dtype=torch.int32)
+        w = weight.detach().float().reshape(weight.shape[0], -1)
+        lo, hi = torch.aminmax(w, dim=1)
+        return affine_qparams(lo, hi, self.bits, symmetric=True)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.method == "lsq":
+            return lsq_quantize(weight, self.step, self.bits, signed=True, axis=0)
+        scale, _ = self.qparams(weight)
+        shape = [-1] + [1] * (weight.ndim - 1)
+        zero = torch.zeros((), dtype=weight.dtype)
+        return FakeQuantSTE.apply(weight, scale.reshape(shape).to(weight.dtype), zero, self.qmin, self.qmax)
+
+
+class QATLayer(nn.Module):
+    """A Conv2d or Linear whose input is fake-quantized per tensor and whose weight per output channel.
+
+    ``y = layer_op(act_quant(x), weight_quant(w)) + b`` (bias stays float, as in int8 kernels
+    where it is added to the int32 accumulator). ``bits`` is the weight bit width, ``act_bits``
+    the activation bit width (defaults to ``bits``). Taught in 06_qat.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        bits: int = 8,
+        *,
+        act_bits: int | None = None,
+        method: str = "minmax",
+        observer: str = "ema",
+        act_signed: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(layer, (nn.Conv2d, nn.Linear)):
+            raise TypeError(f"layer must be an nn.Conv2d or nn.Linear, got {type(layer).__name__}")
+        bits = check_bits(bits, lo=2, hi=8)
+        act_bits = bits if act_bits is None else check_bits(act_bits, lo=2, hi=8, name="act_bits")
+        self.layer = layer
+        self.act_quant = ActQuantizer(act_bits, method=method, observer=observer, signed=act_signed)
+        self.weight_quant = WeightQuantizer(layer.weight, bits, method=method)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x_hat = self.act_quant(x)
+        w_hat = self.weight_quant(self.layer.weight)
+        if isinstance(self.layer, nn.Conv2d):
+            return self.layer._conv_forward(x_hat, w_hat, self.layer.bias)
+        return F.linear(x_hat, w_hat, self.layer.bias)
+
+
+# ---------------------------------------------------------------------------- whole models
+
+
+def _check_model(model: nn.Module) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def qat_layers(model: nn.Module) -> Iterator[tuple[str, QATLayer]]:
+    """``(name, QATLayer)`` for every swapped layer of ``model``. Taught in 06_qat."""
+    _check_model(model)
+    for name, module in model.named_modules():
+        if isinstance(module, QATLayer):
+            yield name, module
+
+
+def make_qat_model(
+    model: nn.Module,
+    bits: int = 8,
+    *,
+    act_bits: int | None = None,
+    method: str = "minmax",
+    observer: str = "ema",
+) -> nn.Module:
+    """A deep copy of ``model`` with every ``nn.Conv2d``/``nn.Linear`` wrapped in a ``QATLayer``.
+
+    The original model is left untouched. Observers start empty: run ``calibrate`` before
+    evaluating (PTQ) or before fine-tuning (QAT). Taught in 06_qat.
+    """
+    _check_model(model)
+    bits = check_bits(bits, lo=2, hi=8)
+    if act_bits is not None:
+        check_bits(act_bits, lo=2, hi=8, name="act_bits")
+    check_choice(method, "method", METHODS)
+    check_choice(observer, "observer", OBSERVERS)
+    new = copy.deepcopy(model)
+
+    def swap(parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            if isinstance(child, (nn.Conv2d, nn.Linear)):
+                setattr(parent, name, QATLayer(child, bits, act_bits=act_bits, method=method, observer=observer))
+            elif not isinstance(child, QATLayer):
+                swap(child)
+
+    swap(new)
+    return new
+
+
+@contextmanager
+def _calibrating(model: nn.Module):
+    observers = [m for m in model.modules() if isinstance(m, RangeObserver)]
+    for obs in observers:
+        obs.calibrating = True
+    try:
+        yield
+    finally:
+        for obs in observers:
+            obs.calibrating = False
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> nn.Module:
+    """Run ``x`` through ``model`` in eval mode with its (enabled) observers recording ranges; returns ``model``.
+
+    BatchNorm statistics do not change (eval mode). Taught in 06_qat.
+    """
+    _check_model(model)
+    check_float_tensor(x, "x")
+    batch_size = check_int(batch_size, "batch_size", lo=1)
+    model.eval()
+    with _calibrating(model):
+        for start in range(0, len(x), batch_size):
+            model(x[start : start + batch_size])
+    return model
+
+
+def freeze_observers(model: nn.Module) -> nn.Module:
+    """Stop every ``RangeObserver`` in ``model`` (activation ranges become constants); returns ``model``.
+
+    Taught in 06_qat.
+    """
+    _check_model(model)
+    for module in model.modules():
+        if isinstance(module, RangeObserver):
+            module.freeze()
+    return model
+
+
+def ptq_model(
+    model: nn.Module,
+    bits: int,
+    x_calib: torch.Tensor,
+    *,
+    act_bits: int | None = None,
+    observer: str = "minmax",
+) -> nn.Module:
+    """Post-training quantization with the QAT quantizers: swap, calibrate on ``x_calib``, freeze; eval mode.
+
+    Weights per-channel symmetric min-max, activations per-tensor affine from the calibration
+    range: the same fake quantizers a QAT model trains through, so PTQ and QAT compare like with
+    like. Taught in 06_qat.
+    """
+    qmodel = make_qat_model(model, bits, act_bits=act_bits, method="minmax", observer=observer)
+    calibrate(qmodel, x_calib)
+    return freeze_observers(qmodel).eval()
