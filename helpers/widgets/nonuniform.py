@@ -1,0 +1,38 @@
+"""Widget for 03_uniform_vs_nonuniform: method × bits × block size over one weight tensor."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import torch
+
+from helpers._validate import check_float_tensor
+from helpers.nonuniform import METHODS
+from helpers.plotting.nonuniform import METHOD_LABELS, draw_codebook
+from helpers.widgets import panel
+
+__all__ = ["codebook_widget", "BLOCK_CHOICES"]
+
+BLOCK_CHOICES = (("per tensor", None), ("32", 32), ("64", 64), ("256", 256))
+
+
+def codebook_widget(
+    x: torch.Tensor, name: str = "weights", *, method: str = "nf", bits: int = 4, block_size: int | None = 64
+) -> widgets.VBox:
+    """A panel: choose the method, bits (2-4) and block size; see the levels over ``x``'s histogram and the MSE.
+
+    Wires ``helpers.plotting.nonuniform.draw_codebook``. Taught in 03_uniform_vs_nonuniform.
+    """
+    check_float_tensor(x, "x")
+    x = x.detach().float().clone()
+    controls = {
+        "method": widgets.Dropdown(
+            options=[(METHOD_LABELS[m], m) for m in METHODS], value=method, description="method"
+        ),
+        "bits": widgets.IntSlider(value=bits, min=2, max=4, description="bits", continuous_update=False),
+        "block_size": widgets.Dropdown(options=list(BLOCK_CHOICES), value=block_size, description="block"),
+    }
+
+    def draw(method: str, bits: int, block_size: int | None):
+        return draw_codebook(x, method, bits, block_size, name)
+
+    return panel(draw, controls)
