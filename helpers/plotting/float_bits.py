@@ -66,7 +66,9 @@ def _describe(rec: FloatBits) -> str:
     if rec.kind == "subnormal":
         frac = int(rec.mantissa, 2)
         return f"{s}({frac}/2^{info.man_bits}) x 2^({info.emin}) = {_fmt_number(rec.value)}  (subnormal)"
-    return f"{rec.kind}: {_fmt_number(rec.value)}"
+    if rec.kind == "zero":
+        return f"{s}0 (zero)"
+    return f"{s}inf" if rec.kind == "inf" else "NaN"
 
 
 def _neighbours(rec: FloatBits) -> tuple[float, float, bool] | None:
@@ -164,7 +166,7 @@ def plot_bit_patterns(records: list[FloatBits], *, width: float = 8.5) -> Figure
 def plot_ulp_spacing(
     fmts: tuple[str, ...] | list[str] = FORMATS,
     xlim: tuple[float, float] = (1e-9, 1e6),
-    points: int = 3000,
+    points: int = 1500,
 ) -> Figure:
     """ULP (gap to the next value) vs magnitude ``|x|`` on log axes for each format, over ``xlim``.
 
@@ -217,10 +219,10 @@ def plot_magnitudes_vs_range(
         check_choice(f, "fmts", FORMATS)
     a = x.detach().abs().flatten().to(torch.float64)
     a = a[a > 0]
-    fig, axes = new_figure(9, 0.9 * len(fmts) + 0.8, nrows=len(fmts), sharex=True, squeeze=False)
+    fig, axes = new_figure(9, 0.65 * len(fmts) + 0.8, nrows=len(fmts), sharex=True, squeeze=False)
     logs = torch.log10(a)
     lo = min(float(logs.min()), math.log10(min(format_info(f).smallest_subnormal for f in fmts if f != "fp32")))
-    lo = max(lo, float(logs.min()) - 4)
+    lo = max(lo, float(logs.min()) - 2)
     hi = max(float(logs.max()), math.log10(min(format_info(f).max for f in fmts))) + 0.5
     bins = torch.linspace(lo, hi, 80)
     counts = torch.histc(logs, bins=79, min=lo, max=hi)
