@@ -1,0 +1,524 @@
+"""Static quantization by hand: conv+BN folding and integer-only Linear/Conv with fixed-point requantization.
+
+Taught in 05_ptsq. What a statically quantized layer really computes (Jacob et al. 2018,
+"Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference"):
+
+* BN folding: ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``;
+* ``acc = sum_k (q_x - zp_x) * q_w + round(b / (s_x * s_w))`` in int32 (weights symmetric, ``zp_w = 0``);
+* ``q_y = clamp(zp_y + round(M * acc), qmin, qmax)`` with ``M = s_x * s_w / s_y`` stored as a 31-bit
+  integer ``m0`` and a right shift: ``M ~= m0 * 2^-(31 + shift)``, so the whole layer is integer-only.
+
+PyTorch's x86/fbgemm kernels requantize with a float32 multiplier instead of ``m0 >> shift``
+and add the bias in float; ``requant="float"`` mirrors that order of operations, while
+``requant="fixed_point"`` is the integer-only method of the paper. The two differ by at most one
+code, only where ``M * acc`` lies within rounding noise of a half-integer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers._validate import (
+    check_choice,
+    check_finite_number,
+    check_float_tensor,
+    check_int,
+    check_positive,
+    check_tensor,
+)
+
+__all__ = [
+    "fold_bn",
+    "fuse_conv_bn",
+    "quantize_multiplier",
+    "requantize",
+    "int_mm_supported",
+    "int_matmul",
+    "int8_linear",
+    "int8_conv2d",
+    "layer_qparams",
+    "integer_forward",
+    "REQUANT_MODES",
+    "DIGITS_FUSE",
+    "DIGITS_OBSERVED",
+    "fused_digits_cnn",
+    "quantize_digits_cnn",
+]
+
+REQUANT_MODES = ("fixed_point", "float")
+
+
+def fold_bn(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    bn_mean: torch.Tensor,
+    bn_var: torch.Tensor,
+    bn_eps: float,
+    bn_weight: torch.Tensor | None = None,
+    bn_bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode BatchNorm into the conv/linear before it: returns ``(w', b')``.
+
+    ``w' = w * gamma / sqrt(var + eps)`` (one factor per output channel) and
+    ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``; ``bias=None`` means ``b = 0``,
+    ``bn_weight=None``/``bn_bias=None`` mean ``gamma = 1``/``beta = 0``. The operation order is
+    PyTorch's (``rsqrt`` first), so the result is bit-equal to ``torch.ao.quantization.fuse_modules``.
+    Taught in 05_ptsq.
+    """
+    check_float_tensor(weight, "weight")
+    out = weight.shape[0]
+    for name, t in (("bn_mean", bn_mean), ("bn_var", bn_var)):
+        check_float_tensor(t, name)
+        if t.shape != (out,):
+            raise ValueError(f"{name} must have shape ({out},) (one entry per output channel), got {tuple(t.shape)}")
+    if bool((bn_var < 0).any()):
+        raise ValueError("bn_var must be >= 0 everywhere (it is a variance)")
+    eps = check_finite_number(bn_eps, "bn_eps")
+    if eps <= 0:
+        raise ValueError(f"bn_eps must be > 0, got {eps}")
+    gamma = torch.ones_like(bn_mean) if bn_weight is None else check_float_tensor(bn_weight, "bn_weight")
+    beta = torch.zeros_like(bn_mean) if bn_bias is None else check_float_tensor(bn_bias, "bn_bias")
+    b = torch.zeros_like(bn_mean) if bias is None else check_float_tensor(bias, "bias")
+    for name, t in (("bn_weight", gamma), ("bn_bias", beta), ("bias", b)):
+        if t.shape != (out,):
+            raise ValueError(f"{name} must have shape ({out},), got {tuple(t.shape)}")
+    var_rsqrt = torch.rsqrt(bn_var + eps)
+    shape = [-1] + [1] * (weight.ndim - 1)
+    w_fold = (weight * (gamma * var_rsqrt).reshape(shape)).to(weight.dtype)
+    b_fold = ((b - bn_mean) * var_rsqrt * gamma + beta).to(weight.dtype)
+    return w_fold, b_fold
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new ``Conv2d`` equal to ``bn(conv(x))`` in eval mode (BN folded into weight and bias).
+
+    Taught in 05_ptsq.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+    if not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(f"bn must be an nn.BatchNorm2d, got {type(bn).__name__}")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"bn must have {conv.out_channels} features (conv.out_channels), got {bn.num_features}")
+    if bn.training or conv.training:
+        raise ValueError("conv and bn must be in eval mode: folding uses BN's running statistics (call .eval())")
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("bn must track running statistics (track_running_stats=True) to be folded")
+    with torch.no_grad():
+        w, b = fold_bn(
+            conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+            bn.weight if bn.affine else None, bn.bias if bn.affine else None,
+        )  # fmt: skip
+        fused = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+            conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+        )  # fmt: skip
+        fused.weight.copy_(w)
+        fused.bias.copy_(b)
+    return fused.eval()
+
+
+def quantize_multiplier(multiplier: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-point form of a real multiplier ``0 < M < 1``: ``M ~= m0 * 2^-(31 + shift)``.
+
+    ``m0`` is a 31-bit integer in ``[2^30, 2^31)`` (``M`` normalised to [0.5, 1) and scaled by
+    2^31, as in Jacob et al. 2018, gemmlowp and TFLite) and ``shift >= 0`` the extra right shift.
+    Returns int64 tensors of the same shape as ``multiplier``. Taught in 05_ptsq.
+    """
+    m = torch.as_tensor(multiplier, dtype=torch.float64)
+    check_positive(m, "multiplier")
+    if bool((m >= 1).any()):
+        raise ValueError(f"multiplier must be < 1 (s_x * s_w / s_y), got max {m.max().item():.6g}")
+    mant, exp = torch.frexp(m)  # m = mant * 2^exp, mant in [0.5, 1)
+    m0 = torch.round(mant * 2.0**31).to(torch.int64)
+    carry = m0 == 2**31  # mantissa rounded up to 1.0
+    m0 = torch.where(carry, m0 // 2, m0)
+    exp = exp.to(torch.int64) + carry.to(torch.int64)
+    shift = -exp
+    if bool((shift > 31).any()):
+        raise ValueError("multiplier must be >= 2^-32 (a smaller one would shift every value to zero)")
+    return m0, shift
+
+
+def _check_int_tensor(t: torch.Tensor, name: str, dtypes: tuple[torch.dtype, ...]) -> torch.Tensor:
+    check_tensor(t, name)
+    if t.dtype not in dtypes:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} must have dtype {allowed}, got {t.dtype}")
+    return t
+
+
+def _out_range(out_dtype: str) -> tuple[int, int, torch.dtype]:
+    check_choice(out_dtype, "out_dtype", ("uint8", "int8"))
+    return (0, 255, torch.uint8) if out_dtype == "uint8" else (-128, 127, torch.int8)
+
+
+def requantize(
+    acc: torch.Tensor,
+    m0: torch.Tensor,
+    shift: torch.Tensor,
+    zero_point: int,
+    *,
+    out_dtype: str = "uint8",
+    relu: bool = False,
+) -> torch.Tensor:
+    """Integer-only rescaling of int32 accumulators: ``q = clamp(zp + ((acc * m0 + r) >> (31 + shift)))``.
+
+    ``r = 2^(30 + shift)`` makes the shift round to nearest (ties upward). ``m0``/``shift`` come from
+    ``quantize_multiplier`` (scalars or one per output channel, the last dimension of ``acc``);
+    ``relu=True`` clamps at ``zero_point`` (the real 0), which is how a fused ReLU costs nothing.
+    Returns uint8 or int8 codes. Taught in 05_ptsq.
+    """
+    _check_int_tensor(acc, "acc", (torch.int32, torch.int64))
+    _check_int_tensor(m0, "m0", (torch.int64, torch.int32))
+    _check_int_tensor(shift, "shift", (torch.int64, torch.int32))
+    qmin, qmax, dtype = _out_range(out_dtype)
+    zero_point = check_int(zero_point, "zero_point", lo=qmin, hi=qmax)
+    if bool((m0 < 2**30).any()) or bool((m0 >= 2**31).any()):
+        raise ValueError("m0 must lie in [2^30, 2^31) (use quantize_multiplier)")
+    if bool((shift < 0).any()) or bool((shift > 31).any()):
+        raise ValueError("shift must lie in 0..31 (use quantize_multiplier)")
+    total = 31 + shift.to(torch.int64)
+    rounding = torch.bitwise_left_shift(torch.ones_like(total), total - 1)
+    y = torch.bitwise_right_shift(acc.to(torch.int64) * m0.to(torch.int64) + rounding, total)
+    lo = zero_point if relu else qmin
+    return (y + zero_point).clamp_(lo, qmax).to(dtype)
+
+
+def _requantize_float(
+    acc: torch.Tensor, bias: torch.Tensor | None, act_times_w_scale: torch.Tensor, out_scale: float, zero_point: int,
+    qmin: int, qmax: int, dtype: torch.dtype, relu: bool,
+) -> torch.Tensor:  # fmt: skip
+    """fbgemm's order: ``round((float(acc) + b / (s_x s_w)) * float32(s_x s_w / s_y)) + zp`` in float32."""
+    raw = acc.to(torch.float32)
+    if bias is not None:
+        raw = raw + bias.to(torch.float32) / act_times_w_scale
+    multiplier = (act_times_w_scale / torch.tensor(out_scale, dtype=torch.float32)).to(torch.float32)
+    y = torch.round(raw * multiplier) + zero_point
+    return y.clamp_(zero_point if relu else qmin, qmax).to(dtype)
+
+
+def int_mm_supported(m: int, k: int, n: int) -> bool:
+    """Whether ``torch._int_mm`` takes an ``(m, k) @ (k, n)`` int8 product: ``m > 16``, ``k`` and ``n`` multiples of 8.
+
+    (The CUDA kernel's rule; the CPU kernel is laxer, but the course keeps one rule.) Taught in 05_ptsq.
+    """
+    for name, v in (("m", m), ("k", k), ("n", n)):
+        check_int(v, name, lo=1)
+    return m > 16 and k % 8 == 0 and n % 8 == 0
+
+
+def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact int32 product ``a @ b`` of int8 matrices: ``torch._int_mm`` when the shape allows, else int32 matmul.
+
+    Taught in 05_ptsq.
+    """
+    _check_int_tensor(a, "a", (torch.int8,))
+    _check_int_tensor(b, "b", (torch.int8,))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"a and b must be matrices (m, k) and (k, n), got {tuple(a.shape)} and {tuple(b.shape)}")
+    m, k = a.shape
+    n = b.shape[1]
+    if int_mm_supported(m, k, n):
+        return torch._int_mm(a.contiguous(), b.contiguous())
+    return a.to(torch.int32) @ b.to(torch.int32)
+
+
+def _as_scales(w_scale: float | torch.Tensor, out_features: int) -> torch.Tensor:
+    s = torch.as_tensor(w_scale, dtype=torch.float32).reshape(-1)
+    check_positive(s, "w_scale")
+    if s.numel() not in (1, out_features):
+        raise ValueError(f"w_scale must have 1 or {out_features} entries (per-tensor or per-channel), got {s.numel()}")
+    return s.expand(out_features).clone()
+
+
+def _int8_gemm_requant(
+    cols: torch.Tensor, x_zp: int, x_dtype: torch.dtype, x_scale: float, q_w: torch.Tensor, w_scale: torch.Tensor,
+    bias: torch.Tensor | None, out_scale: float, out_zp: int, out_dtype: str, relu: bool, requant: str,
+) -> torch.Tensor:  # fmt: skip
+    """Shared core: ``cols`` (M, K) of input codes, ``q_w`` (N, K) int8 -> (M, N) output codes."""
+    qmin, qmax, dtype = _out_range(out_dtype)
+    if x_dtype == torch.uint8:  # shift u8 codes to s8 so both operands fit torch._int_mm; zp shifts with them
+        a = (cols.to(torch.int16) - 128).to(torch.int8)
+        zp = x_zp - 128
+    else:
+        a = cols.to(torch.int8)
+        zp = x_zp
+    acc = int_matmul(a, q_w.t())  # int32: sum_k q_x q_w
+    acc = acc - zp * q_w.to(torch.int32).sum(dim=1)  # subtract zp_x * sum_k q_w  ->  sum_k (q_x - zp_x) q_w
+    act_times_w_scale = (torch.tensor(x_scale, dtype=torch.float32) * w_scale).to(torch.float32)
+    if requant == "float":
+        return _requantize_float(acc, bias, act_times_w_scale, out_scale, out_zp, qmin, qmax, dtype, relu)
+    if bias is not None:
+        acc = acc + torch.round(bias.double() / act_times_w_scale.double()).to(torch.int32)
+    m0, shift = quantize_multiplier(act_times_w_scale.double() / out_scale)
+    return requantize(acc, m0, shift, out_zp, out_dtype=out_dtype, relu=relu)
+
+
+def _check_layer_args(
+    q_x: torch.Tensor, x_scale: float, x_zp: int, q_w: torch.Tensor, bias: torch.Tensor | None,
+    out_scale: float, out_zp: int, out_dtype: str, requant: str, w_ndim: int,
+) -> tuple[float, int, float, int]:  # fmt: skip
+    _check_int_tensor(q_x, "q_x", (torch.uint8, torch.int8))
+    _check_int_tensor(q_w, "q_w", (torch.int8,))
+    if q_w.ndim != w_ndim:
+        raise ValueError(f"q_w must be {w_ndim}-d, got shape {tuple(q_w.shape)}")
+    check_positive(x_scale, "x_scale")
+    check_positive(out_scale, "out_scale")
+    info = torch.iinfo(q_x.dtype)
+    x_zp = check_int(x_zp, "x_zp", lo=info.min, hi=info.max)
+    qmin, qmax, _ = _out_range(out_dtype)
+    out_zp = check_int(out_zp, "out_zp", lo=qmin, hi=qmax)
+    check_choice(requant, "requant", REQUANT_MODES)
+    if bias is not None:
+        check_float_tensor(bias, "bias")
+        if bias.shape != (q_w.shape[0],):
+            raise ValueError(f"bias must have shape ({q_w.shape[0]},), got {tuple(bias.shape)}")
+    return float(x_scale), x_zp, float(out_scale), out_zp
+
+
+def int8_linear(
+    q_x: torch.Tensor,
+    x_scale: float,
+    x_zp: int,
+    q_w: torch.Tensor,
+    w_scale: float | torch.Tensor,
+    bias: torch.Tensor | None,
+    out_scale: float,
+    out_zp: int,
+    *,
+    out_dtype: str = "uint8",
+    relu: bool = False,
+    requant: str = "fixed_point",
+) -> torch.Tensor:
+    """Integer-only Linear: uint8/int8 codes ``q_x`` (N, in), int8 ``q_w`` (out, in) -> output codes (N, out).
+
+    ``acc = (q_x - x_zp) @ q_w.T + round(bias / (x_scale * w_scale))`` in int32 (``torch._int_mm``
+    where the shape allows), then ``requantize`` with ``M = x_scale * w_scale / out_scale``.
+    ``w_scale`` is one number (per-tensor) or one per output row (per-channel); weights are
+    symmetric (zero-point 0). Taught in 05_ptsq.
+    """
+    x_scale, x_zp, out_scale, out_zp = _check_layer_args(
+        q_x, x_scale, x_zp, q_w, bias, out_scale, out_zp, out_dtype, requant, 2
+    )
+    if q_x.ndim != 2 or q_x.shape[1] != q_w.shape[1]:
+        raise ValueError(f"q_x must have shape (N, {q_w.shape[1]}), got {tuple(q_x.shape)}")
+    s_w = _as_scales(w_scale, q_w.shape[0])
+    return _int8_gemm_requant(
+        q_x, x_zp, q_x.dtype, x_scale, q_w, s_w, bias, out_scale, out_zp, out_dtype, relu, requant
+    )
+
+
+def int8_conv2d(
+    q_x: torch.Tensor,
+    x_scale: float,
+    x_zp: int,
+    q_w: torch.Tensor,
+    w_scale: float | torch.Tensor,
+    bias: torch.Tensor | None,
+    out_scale: float,
+    out_zp: int,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    out_dtype: str = "uint8",
+    relu: bool = False,
+    requant: str = "fixed_point",
+) -> torch.Tensor:
+    """Integer-only Conv2d as an int8 GEMM over unfolded patches (im2col): codes (N, C, H, W) -> (N, O, H', W').
+
+    Padding inserts ``x_zp`` (the code of real 0), then every patch is a row of an int8 matrix and
+    the layer is ``int8_linear`` on it. Groups and dilation are 1. Taught in 05_ptsq.
+    """
+    x_scale, x_zp, out_scale, out_zp = _check_layer_args(
+        q_x, x_scale, x_zp, q_w, bias, out_scale, out_zp, out_dtype, requant, 4
+    )
+    if q_x.ndim != 4 or q_x.shape[1] != q_w.shape[1]:
+        raise ValueError(f"q_x must have shape (N, {q_w.shape[1]}, H, W), got {tuple(q_x.shape)}")
+    sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    ph, pw = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    check_int(sh, "stride", lo=1)
+    check_int(sw, "stride", lo=1)
+    check_int(ph, "padding", lo=0)
+    check_int(pw, "padding", lo=0)
+    n, _, h, w = q_x.shape
+    o, c, kh, kw = q_w.shape
+    # codes are small integers: float32 holds them exactly, so pad/unfold in float is still integer arithmetic
+    xp = F.pad(q_x.to(torch.float32), (pw, pw, ph, ph), value=float(x_zp))
+    cols = F.unfold(xp, (kh, kw), stride=(sh, sw))  # (N, C*kh*kw, L)
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (w + 2 * pw - kw) // sw + 1
+    cols = cols.transpose(1, 2).reshape(n * ho * wo, c * kh * kw).to(torch.int16)
+    s_w = _as_scales(w_scale, o)
+    y = _int8_gemm_requant(
+        cols, x_zp, q_x.dtype, x_scale, q_w.reshape(o, -1), s_w, bias, out_scale, out_zp, out_dtype, relu, requant
+    )
+    return y.reshape(n, ho, wo, o).permute(0, 3, 1, 2).contiguous()
+
+
+def layer_qparams(module: nn.Module) -> dict:
+    """Integer weights and qparams of a converted eager quantized Conv2d/Linear (optionally ReLU-fused).
+
+    Returns ``q_w`` (int8), ``w_scale`` (float32, one per output channel or one), ``bias``,
+    ``out_scale``, ``out_zp``, ``relu`` and, for convs, ``stride``/``padding``. Taught in 05_ptsq.
+    """
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
+
+    kinds = (nnq.Conv2d, nnq.Linear)
+    if not isinstance(module, kinds):
+        raise TypeError(f"module must be a converted quantized Conv2d or Linear, got {type(module).__name__}")
+    w = module.weight()
+    if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        w_scale = w.q_per_channel_scales().to(torch.float32)
+        if bool((w.q_per_channel_zero_points() != 0).any()):
+            raise ValueError("module weights must be symmetric (zero_point 0)")
+    else:
+        w_scale = torch.tensor([w.q_scale()], dtype=torch.float32)
+        if w.q_zero_point() != 0:
+            raise ValueError("module weights must be symmetric (zero_point 0)")
+    out = {
+        "q_w": w.int_repr(),
+        "w_scale": w_scale,
+        "bias": None if module.bias() is None else module.bias().detach().to(torch.float32),
+        "out_scale": float(module.scale),
+        "out_zp": int(module.zero_point),
+        "relu": isinstance(module, (nniq.ConvReLU2d, nniq.LinearReLU)),
+    }
+    if isinstance(module, nnq.Conv2d):
+        if module.groups != 1 or tuple(module.dilation) != (1, 1):
+            raise ValueError("only groups=1, dilation=1 convolutions are supported")
+        out["stride"] = tuple(module.stride)
+        out["padding"] = tuple(module.padding)
+    return out
+
+
+def integer_forward(
+    modules: Iterable[nn.Module],
+    q_x: torch.Tensor,
+    x_scale: float,
+    x_zp: int,
+    *,
+    requant: str = "fixed_point",
+) -> tuple[torch.Tensor, float, int]:
+    """Run a chain of converted eager modules on integer codes only; returns ``(q_y, y_scale, y_zp)``.
+
+    Supports quantized Conv2d/Linear (ReLU-fused or not), MaxPool2d (a max of codes is the code of
+    the max), Flatten, ReLU (clamp at the zero-point) and Identity. Taught in 05_ptsq.
+    """
+    import torch.ao.nn.quantized as nnq
+
+    check_choice(requant, "requant", REQUANT_MODES)
+    _check_int_tensor(q_x, "q_x", (torch.uint8, torch.int8))
+    check_positive(x_scale, "x_scale")
+    q, scale, zp = q_x, float(x_scale), int(x_zp)
+    for mod in modules:
+        if isinstance(mod, (nnq.Conv2d, nnq.Linear)):
+            p = layer_qparams(mod)
+            args = (q, scale, zp, p["q_w"], p["w_scale"], p["bias"], p["out_scale"], p["out_zp"])
+            kw = {"out_dtype": "uint8", "relu": p["relu"], "requant": requant}
+            if isinstance(mod, nnq.Conv2d):
+                q = int8_conv2d(*args, stride=p["stride"], padding=p["padding"], **kw)
+            else:
+                q = int8_linear(*args, **kw)
+            scale, zp = p["out_scale"], p["out_zp"]
+        elif isinstance(mod, nn.MaxPool2d):
+            q = F.max_pool2d(q.to(torch.float32), mod.kernel_size, mod.stride, mod.padding).to(q.dtype)
+        elif isinstance(mod, nn.Flatten):
+            q = q.flatten(mod.start_dim, mod.end_dim)
+        elif isinstance(mod, nn.ReLU):
+            q = torch.clamp(q, min=zp)
+        elif isinstance(mod, nn.Identity):
+            continue
+        else:
+            raise TypeError(f"modules holds an unsupported module {type(mod).__name__} for integer_forward")
+    return q, scale, zp
+
+
+#: Eager-mode fusion groups of ``helpers.models.DigitsCNN`` (conv-bn-relu x3, linear-relu).
+DIGITS_FUSE = [
+    ["features.0", "features.1", "features.2"],
+    ["features.3", "features.4", "features.5"],
+    ["features.7", "features.8", "features.9"],
+    ["classifier.1", "classifier.2"],
+]
+#: The modules whose outputs get an activation observer once the wrapped, fused DigitsCNN is prepared.
+DIGITS_OBSERVED = [
+    "quant",
+    "module.features.0",
+    "module.features.3",
+    "module.features.7",
+    "module.classifier.1",
+    "module.classifier.3",
+]
+
+
+def fused_digits_cnn(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (a DigitsCNN) wrapped as ``QuantWrapper`` (quant -> module -> dequant), fused, eval.
+
+    Fusion groups are ``DIGITS_FUSE``: each conv-bn-relu becomes one ``ConvReLU2d`` with BN folded in.
+    Taught in 05_ptsq.
+    """
+    import copy
+
+    import torch.ao.quantization as tq
+
+    if not isinstance(model, nn.Module) or not hasattr(model, "features") or not hasattr(model, "classifier"):
+        raise TypeError(f"model must be a helpers.models.DigitsCNN, got {type(model).__name__}")
+    fused = tq.fuse_modules(copy.deepcopy(model).eval(), DIGITS_FUSE)
+    return tq.QuantWrapper(fused).eval()
+
+
+def quantize_digits_cnn(
+    model: nn.Module,
+    *,
+    calib: torch.Tensor | None = None,
+    ranges: dict[str, tuple[float, float]] | None = None,
+    engine: str = "x86",
+    per_channel: bool = True,
+    act_bits: int = 8,
+) -> nn.Module:
+    """Eager static int8 DigitsCNN: fuse, qconfig, prepare, calibrate (or use given ranges), convert.
+
+    With ``calib`` the engine's default qconfig observes the calibration images (``engine`` also
+    selects the kernels: qconfig and engine come from the same string). With ``ranges``
+    (``{name in DIGITS_OBSERVED: (x_min, x_max)}``, e.g. from ``helpers.observers``) every activation
+    uses a ``RangeObserver`` with ``act_bits``-bit unsigned codes. ``per_channel`` picks per-channel
+    or per-tensor symmetric int8 weights. Taught in 05_ptsq.
+    """
+    import torch.ao.quantization as tq
+
+    from helpers.observers import RangeObserver
+
+    check_choice(engine, "engine", tuple(torch.backends.quantized.supported_engines))
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    if (calib is None) == (ranges is None):
+        raise ValueError("pass exactly one of calib (images to observe) or ranges (precomputed clipping ranges)")
+    torch.backends.quantized.engine = engine
+    wrapped = fused_digits_cnn(model)
+    default = tq.get_default_qconfig(engine)
+    weight = tq.default_per_channel_weight_observer if per_channel else tq.default_weight_observer
+    if ranges is None:
+        check_float_tensor(calib, "calib")
+        wrapped.qconfig = tq.QConfig(activation=default.activation, weight=weight)
+        tq.prepare(wrapped, inplace=True)
+        with torch.no_grad():
+            wrapped(calib)
+    else:
+        act_bits = check_int(act_bits, "act_bits", lo=2, hi=8)
+        missing = [n for n in DIGITS_OBSERVED if n not in ranges]
+        if missing:
+            raise ValueError(f"ranges must give a range for every name in DIGITS_OBSERVED; missing {missing}")
+        wrapped.qconfig = tq.QConfig(activation=default.activation, weight=weight)  # reaches DeQuantStub
+        modules = dict(wrapped.named_modules())
+        for name in DIGITS_OBSERVED:
+            lo, hi = (float(v) for v in ranges[name])
+            act = RangeObserver.with_args(x_min=lo, x_max=hi, quant_min=0, quant_max=2**act_bits - 1)
+            modules[name].qconfig = tq.QConfig(activation=act, weight=weight)
+        tq.prepare(wrapped, inplace=True)
+    return tq.convert(wrapped)

@@ -1,0 +1,219 @@
+"""Observers of lesson 05: cross-checks with torch.ao's observers, properties, bad input."""
+
+import warnings
+
+import pytest
+import torch
+import torch.ao.quantization as tq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from helpers.affine import affine_qparams, fake_quantize, qrange
+from helpers.observers import (
+    METHODS,
+    RangeObserver,
+    activation_stats,
+    batch_mode_range,
+    collect_activations,
+    histogram_range,
+    kl_range,
+    minmax_range,
+    moving_average_range,
+    mse_range,
+    observer_qparams,
+    observer_range,
+    percentile_range,
+)
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _data(kind: str, n: int = 4000, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, generator=g)
+    if kind == "relu":
+        return x.clamp(min=0)
+    if kind == "heavy":
+        return x * torch.exp(torch.randn(n, generator=g))
+    return x
+
+
+@pytest.mark.parametrize("kind", ["relu", "normal", "heavy"])
+def test_minmax_matches_torch(kind):
+    x = _data(kind)
+    obs = tq.MinMaxObserver()
+    obs(x)
+    s, z = obs.calculate_qparams()
+    s2, z2 = observer_qparams("minmax", x)
+    assert torch.equal(s.reshape(()), s2) and int(z) == int(z2)
+
+
+@pytest.mark.parametrize("c", [0.01, 0.3])
+def test_moving_average_matches_torch(c):
+    batches = [b * (1 + i) for i, b in enumerate(torch.randn(6, 300).unbind(0))]
+    obs = tq.MovingAverageMinMaxObserver(averaging_constant=c)
+    for b in batches:
+        obs(b)
+    lo, hi = moving_average_range(batches, c)
+    assert torch.equal(lo, obs.min_val) and torch.equal(hi, obs.max_val)
+    s, z = obs.calculate_qparams()
+    s2, z2 = affine_qparams(lo, hi, 8, signed=False)
+    assert torch.equal(s.reshape(()), s2) and int(z) == int(z2)
+
+
+@pytest.mark.parametrize("kind", ["relu", "normal", "heavy"])
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_histogram_matches_torch_single_batch(kind, reduce_range):
+    # torch merges batches by re-binning (an approximation); with one batch the algorithms coincide exactly
+    x = _data(kind, 20000)
+    obs = tq.HistogramObserver(reduce_range=reduce_range)
+    obs(x)
+    s, z = obs.calculate_qparams()
+    lo, hi = histogram_range(x)
+    s2, z2 = affine_qparams(lo, hi, 7 if reduce_range else 8, signed=False)
+    assert torch.equal(s.reshape(()), s2) and int(z) == int(z2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from(["relu", "normal", "heavy"]))
+def test_percentile_100_is_minmax(seed, kind):
+    x = _data(kind, 500, seed)
+    lo, hi = percentile_range(x, 100.0)
+    lo2, hi2 = minmax_range(x)
+    assert torch.equal(lo, lo2) and torch.equal(hi, hi2)
+
+
+def test_percentile_matches_torch_quantile():
+    x = _data("heavy", 3001)
+    lo, hi = percentile_range(x, 99.0)
+    assert torch.allclose(hi, torch.quantile(x, 0.99)) and torch.allclose(lo, torch.quantile(x, 0.01))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from(["relu", "normal", "heavy"]), st.integers(2, 8))
+def test_mse_never_worse_than_minmax(seed, kind, bits):
+    x = _data(kind, 2000, seed)
+    qmin, qmax = qrange(bits, signed=False)
+
+    def err(lo, hi):
+        s, z = affine_qparams(lo, hi, bits, signed=False)
+        return float(((fake_quantize(x, s, z, qmin, qmax) - x).double() ** 2).mean())
+
+    assert err(*mse_range(x, bits)) <= err(*minmax_range(x)) * (1 + 1e-6)
+
+
+def test_kl_clips_heavy_tails_and_keeps_sign():
+    x = _data("heavy", 20000)
+    lo, hi = kl_range(x)
+    assert float(lo) == -float(hi) and 0 < float(hi) < float(x.abs().max())
+    lo, hi = kl_range(_data("relu", 20000))
+    assert float(lo) == 0.0 and float(hi) > 0
+
+
+def test_kl_stride_one_close_to_default():
+    x = _data("relu", 20000)
+    _, h1 = kl_range(x, stride=1)
+    _, h4 = kl_range(x, stride=4)
+    width = float(x.max()) / 2048
+    assert abs(float(h1) - float(h4)) <= 4 * width
+
+
+def test_batch_mode_picks_the_commonest_scale():
+    batches = [torch.tensor([0.0, 1.0])] * 5 + [torch.tensor([0.0, 10.0])] * 2
+    lo, hi = batch_mode_range(batches)
+    assert float(lo) == 0.0 and float(hi) == 1.0
+    single = torch.tensor([-1.0, 3.0])
+    assert [float(v) for v in batch_mode_range(single)] == [-1.0, 3.0]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_gives_a_valid_range(method):
+    batches = list(_data("relu", 4000).reshape(8, -1).unbind(0))
+    lo, hi = observer_range(method, batches)
+    assert float(lo) <= float(hi)
+    s, z = observer_qparams(method, batches, 8)
+    assert float(s) > 0 and 0 <= int(z) <= 255
+
+
+def test_collect_activations_hooks_and_cleanup():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(10, 4)
+    acts = collect_activations(model, x, ["0", "1"], batch_size=4)
+    assert [b.shape[0] for b in acts["1"]] == [4, 4, 2]
+    assert torch.allclose(torch.cat(acts["1"]), torch.relu(model[0](x)))
+    assert all(not m._forward_hooks for m in model.modules())
+    stats = activation_stats(acts)
+    assert stats["1"]["min"] >= 0 and 0 <= stats["1"]["zeros"] <= 1
+
+
+def test_range_observer_drives_torch_convert():
+    obs = RangeObserver(x_min=0.0, x_max=2.55, quant_min=0, quant_max=255)
+    s, z = obs.calculate_qparams()
+    assert abs(float(s) - 0.01) < 1e-7 and int(z) == 0
+
+
+# ---- bad input -------------------------------------------------------------------------------------
+
+
+def test_no_calibration_data():
+    with pytest.raises(ValueError, match="x must hold at least one calibration batch"):
+        minmax_range([])
+    with pytest.raises(ValueError, match="batches"):
+        moving_average_range([])
+    with pytest.raises(ValueError, match="batches"):
+        batch_mode_range([])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nan_and_empty_rejected(method):
+    with pytest.raises(ValueError, match="finite"):
+        observer_range(method, torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match="non-empty"):
+        observer_range(method, torch.empty(0))
+    with pytest.raises(TypeError, match="floating-point"):
+        observer_range(method, torch.arange(4))
+
+
+def test_bad_arguments():
+    x = _data("relu", 100)
+    with pytest.raises(ValueError, match="method"):
+        observer_range("median", x)
+    with pytest.raises(ValueError, match="percentile"):
+        percentile_range(x, 101)
+    with pytest.raises(ValueError, match="averaging_constant"):
+        moving_average_range([x], 0.0)
+    with pytest.raises(ValueError, match="bits"):
+        mse_range(x, 0)
+    with pytest.raises(ValueError, match="n_grid"):
+        mse_range(x, 8, n_grid=0)
+    with pytest.raises(ValueError, match="bins"):
+        histogram_range(x, bins=1)
+    with pytest.raises(ValueError, match="stride"):
+        kl_range(x, stride=0)
+    with pytest.raises(ValueError, match="significant"):
+        batch_mode_range([x], significant=0)
+    with pytest.raises(TypeError, match="x must be a tensor or a list"):
+        minmax_range("x")
+    with pytest.raises(ValueError, match="x_min"):
+        RangeObserver(x_min=1.0, x_max=0.0)
+    with pytest.raises(ValueError, match="acts"):
+        activation_stats({})
+
+
+def test_collect_activations_bad_input():
+    model = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="names"):
+        collect_activations(model, torch.randn(2, 4), ["nope"])
+    with pytest.raises(ValueError, match="names"):
+        collect_activations(model, torch.randn(2, 4), [])
+    with pytest.raises(ValueError, match="x"):
+        collect_activations(model, torch.empty(0, 4), ["0"])
+    with pytest.raises(TypeError, match="model"):
+        collect_activations("model", torch.randn(2, 4), ["0"])
+    bad = nn.Sequential(nn.Linear(4, 4))
+    with torch.no_grad():
+        bad[0].weight.fill_(float("inf"))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        collect_activations(bad, torch.randn(2, 4), ["0"])
+    assert not bad[0]._forward_hooks
