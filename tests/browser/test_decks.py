@@ -1,0 +1,137 @@
+"""Every lesson's reveal.js deck in headless chromium, offline: loads cleanly, every slide fits 1280x720.
+
+For each deck: no console errors, no failed request, nothing requested off the machine; the
+test walks every slide (and fragment) with ``Reveal.next()``, checks that the formulas were
+typeset by MathJax (when the lesson has any), that every figure loaded, that no slide's content
+is taller or wider than the 1280x720 slide and no code block needs a horizontal scrollbar, and
+saves screenshots of the title slide and of the first figure slide under
+``test-artifacts/slides/``.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from browser_support import ARTIFACTS, NOTEBOOKS
+
+from helpers import slides
+
+pytestmark = pytest.mark.browser
+
+SHOTS = ARTIFACTS / "slides"
+TOLERANCE_PX = 4  # sub-pixel rounding of reveal's layout; a real overflow is a text line (>= 20 px)
+
+# Runs in the page on the current slide: what does not fit, and whether its images loaded.
+INSPECT_SLIDE = """(tol) => {
+  const s = Reveal.getCurrentSlide();
+  const cfg = Reveal.getConfig();
+  const idx = Reveal.getIndices();
+  const heading = (s.querySelector('h1, h2, h3, h4') || {}).textContent || '';
+  const firstText = (s.innerText || '').trim().split('\\n')[0] || '';
+  const wideCode = [...s.querySelectorAll('pre')]
+      .filter(p => p.scrollWidth > p.clientWidth + tol)
+      .map(p => (p.innerText || '').split('\\n').find(l => l.length > 0) || '');
+  const imgs = [...s.querySelectorAll('img')];
+  return {
+    h: idx.h, v: idx.v, f: idx.f === undefined ? -1 : idx.f,
+    label: (heading || firstText).trim().slice(0, 80),
+    height: s.scrollHeight, width: s.scrollWidth, maxHeight: cfg.height, maxWidth: cfg.width,
+    wideCode: wideCode.map(l => l.slice(0, 60)),
+    images: imgs.length,
+    brokenImages: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 60)),
+  };
+}"""
+
+
+def _deck_notebook(path):
+    return slides.deck_notebook(nbformat.read(path, as_version=4))
+
+
+def _has_png(nb) -> bool:
+    return any(
+        "image/png" in o.get("data", {}) or "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+
+
+def _open_deck(page, deck):
+    page.goto(deck.as_uri(), wait_until="load")
+    page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=30_000)
+    page.wait_for_function("window.MathJax && MathJax.Hub", timeout=30_000)
+    page.evaluate("new Promise(resolve => MathJax.Hub.Queue(() => resolve(true)))")
+    # Widget views (from the saved widget state) render asynchronously; wait for each to appear.
+    n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+    if n_views:
+        page.wait_for_function(
+            "n => document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox,"
+            " .jupyter-widgets.widget-image, .jupyter-widgets.widget-html').length >= n",
+            arg=n_views,
+            timeout=30_000,
+        )
+    page.wait_for_function("[...document.images].every(i => i.complete)", timeout=30_000)
+    page.evaluate("Reveal.configure({transition: 'none', backgroundTransition: 'none'}); Reveal.slide(0, 0, -1)")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_deck_offline_complete_and_fits(notebook, built_decks, page):
+    deck = built_decks[notebook.stem]
+    nb = _deck_notebook(notebook)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+
+    _open_deck(page, deck)
+    total = page.evaluate("Reveal.getTotalSlides()")
+    assert total >= 2, f"{deck.name}: only {total} slide(s); mark the lesson's key cells with slide_type 'slide'"
+    page.screenshot(path=str(SHOTS / f"{notebook.stem}-title.png"))
+
+    # Formulas: MathJax must have turned every $...$ into rendered math, with no TeX errors.
+    if slides.has_math(nb):
+        math = page.evaluate(
+            """() => ({
+              rendered: document.querySelectorAll('.MathJax_CHTML, .MathJax, mjx-container').length,
+              errors: [...document.querySelectorAll('.MathJax_Error, merror, .mjx-merror')].map(e => e.textContent),
+              raw: [...document.querySelectorAll('.jp-RenderedMarkdown')]
+                     .map(e => e.innerText).filter(t => /\\$\\$|\\\\\\(|\\\\\\[/.test(t)).map(t => t.slice(0, 80)),
+            })"""
+        )
+        if not math["rendered"]:
+            problems.append("the lesson has formulas but MathJax rendered none")
+        problems += [f"MathJax error: {e}" for e in math["errors"]]
+        problems += [f"formula left as raw TeX: {t!r}" for t in math["raw"]]
+
+    # Walk every slide and fragment.
+    seen, figure_shot, steps = set(), None, 0
+    while True:
+        info = page.evaluate(INSPECT_SLIDE, TOLERANCE_PX)
+        key = (info["h"], info["v"])
+        if key not in seen:
+            seen.add(key)
+            where = f"slide {info['h'] + 1}.{info['v'] + 1} ({info['label']!r})"
+            if info["height"] > info["maxHeight"] + TOLERANCE_PX:
+                problems.append(f"{where} is {info['height']} px tall, the slide is {info['maxHeight']} px")
+            if info["width"] > info["maxWidth"] + TOLERANCE_PX:
+                problems.append(f"{where} is {info['width']} px wide, the slide is {info['maxWidth']} px")
+            problems += [f"{where}: code line cut off (needs a scrollbar): {line!r}" for line in info["wideCode"]]
+            problems += [f"{where}: image did not load: {src}" for src in info["brokenImages"]]
+            if figure_shot is None and info["images"] and not info["brokenImages"]:
+                figure_shot = SHOTS / f"{notebook.stem}-figure.png"
+                page.screenshot(path=str(figure_shot))
+        before = (info["h"], info["v"], info["f"])
+        page.evaluate("Reveal.next()")
+        after = page.evaluate(
+            "(() => { const i = Reveal.getIndices(); return [i.h, i.v, i.f === undefined ? -1 : i.f]; })()"
+        )
+        steps += 1
+        if tuple(after) == before or steps > 2000:
+            break
+
+    if len(seen) != total:
+        problems.append(f"navigated {len(seen)} slides with Reveal.next(), Reveal.getTotalSlides() says {total}")
+    if _has_png(nb) and figure_shot is None:
+        problems.append("the deck's cells have figures but no slide showed a loaded image")
+    if not _has_png(nb):
+        problems.append("the deck has no figure: give the lesson's key figure a slide (slide_type 'slide')")
+    problems += page.watch.problems()
+    assert not problems, f"{deck.name}:\n  " + "\n  ".join(problems)
