@@ -90,7 +90,7 @@ def float_bits_widget(value: float = 85.125, fmt: str = "fp32") -> widgets.VBox:
 
     box = panel(draw_float_bits, {"value": value_w, "fmt": fmt_w, "bits": bits_w})
     refresh_toggles()
-    toggle_row = widgets.HBox(toggles, layout=widgets.Layout(flex_flow="row nowrap"))
+    toggle_row = widgets.HBox(toggles, layout=widgets.Layout(flex_flow="row wrap"))
     children = list(box.children)
     box.children = (*children[:-2], toggle_row, *children[-2:])
     box.toggles = toggles
