@@ -1,0 +1,250 @@
+"""Static-quantization helpers of lesson 05: BN folding, fixed-point requantization, integer-only layers."""
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.ao.nn.quantized as nnq
+import torch.ao.quantization as tq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from helpers.darknet import DARKNET19_LAYERS, Darknet19, darknet19_fuse_groups
+from helpers.static import (
+    DIGITS_OBSERVED,
+    fold_bn,
+    fuse_conv_bn,
+    fused_digits_cnn,
+    int8_conv2d,
+    int8_linear,
+    int_matmul,
+    int_mm_supported,
+    integer_forward,
+    layer_qparams,
+    quantize_digits_cnn,
+    quantize_multiplier,
+    requantize,
+)
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _bn(c: int, seed: int = 0) -> nn.BatchNorm2d:
+    g = torch.Generator().manual_seed(seed)
+    bn = nn.BatchNorm2d(c)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.1)
+        bn.weight.copy_(torch.randn(c, generator=g))
+        bn.bias.copy_(torch.randn(c, generator=g))
+    return bn.eval()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_fold_bn_bit_equal_to_fuse_modules(bias):
+    conv, bn = nn.Conv2d(3, 8, 3, padding=1, bias=bias).eval(), _bn(8)
+    ref = tq.fuse_modules(nn.Sequential(copy.deepcopy(conv), copy.deepcopy(bn)).eval(), [["0", "1"]])[0]
+    mine = fuse_conv_bn(conv, bn)
+    assert torch.equal(mine.weight, ref.weight) and torch.equal(mine.bias, ref.bias)
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(mine(x), bn(conv(x)), atol=1e-5)
+
+
+def test_fold_bn_formula():
+    w, b = torch.randn(4, 2), torch.randn(4)
+    mean, var, gamma, beta = torch.randn(4), torch.rand(4) + 0.5, torch.randn(4), torch.randn(4)
+    wf, bf = fold_bn(w, b, mean, var, 1e-5, gamma, beta)
+    k = gamma / torch.sqrt(var + 1e-5)
+    assert torch.allclose(wf, w * k[:, None]) and torch.allclose(bf, (b - mean) * k + beta)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(1e-6, 0.999))
+def test_quantize_multiplier_is_accurate(m):
+    m0, shift = quantize_multiplier(m)
+    assert 2**30 <= int(m0) < 2**31 and 0 <= int(shift) <= 31
+    assert abs(int(m0) * 2.0 ** -(31 + int(shift)) - m) <= m * 2.0**-30
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(1e-4, 0.9), st.integers(0, 2**20), st.integers(0, 255))
+def test_requantize_rounds_to_nearest(m, scale_acc, zp):
+    acc = torch.arange(-scale_acc, scale_acc + 1, max(1, scale_acc // 50), dtype=torch.int32)
+    m0, shift = quantize_multiplier(m)
+    q = requantize(acc, m0, shift, zp)
+    exact = torch.clamp(torch.round(acc.double() * (int(m0) * 2.0 ** -(31 + int(shift)))) + zp, 0, 255)
+    assert (q.double() - exact).abs().max() <= 1  # differs only on exact ties (ours rounds them up)
+
+
+def test_int_matmul_exact_both_paths():
+    g = torch.Generator().manual_seed(0)
+    for m, k, n in [(32, 16, 8), (5, 7, 3)]:
+        a = torch.randint(-128, 128, (m, k), dtype=torch.int8, generator=g)
+        b = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=g)
+        assert torch.equal(int_matmul(a, b), a.long().mm(b.long()).int())
+    assert int_mm_supported(32, 16, 8) and not int_mm_supported(16, 16, 8) and not int_mm_supported(32, 12, 8)
+
+
+def _qlinear(per_channel: bool, relu: bool, engine: str = "fbgemm"):
+    torch.backends.quantized.engine = engine
+    lin = nn.Linear(24, 16)
+    model = tq.QuantWrapper(nn.Sequential(lin, nn.ReLU()) if relu else nn.Sequential(lin)).eval()
+    if relu:
+        tq.fuse_modules(model, [["module.0", "module.1"]], inplace=True)
+    wobs = tq.default_per_channel_weight_observer if per_channel else tq.default_weight_observer
+    model.qconfig = tq.QConfig(activation=tq.get_default_qconfig(engine).activation, weight=wobs)
+    tq.prepare(model, inplace=True)
+    x = torch.randn(64, 24)
+    model(x)
+    tq.convert(model, inplace=True)
+    return model, x
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("relu", [True, False])
+def test_int8_linear_vs_torch_quantized_linear(per_channel, relu):
+    model, x = _qlinear(per_channel, relu)
+    qx = model.quant(x)
+    ref = model.module[0](qx)
+    p = layer_qparams(model.module[0])
+    args = (qx.int_repr(), qx.q_scale(), qx.q_zero_point(), p["q_w"], p["w_scale"], p["bias"])
+    ours_f = int8_linear(*args, p["out_scale"], p["out_zp"], relu=p["relu"], requant="float")
+    ours_fx = int8_linear(*args, p["out_scale"], p["out_zp"], relu=p["relu"], requant="fixed_point")
+    assert torch.equal(ours_f, ref.int_repr())  # fbgemm's float requantization, mirrored: bit-exact
+    # fixed-point multiplier + integer bias: within 1 LSB (different rounding of M * acc and of the bias)
+    assert (ours_fx.int() - ref.int_repr().int()).abs().max() <= 1
+
+
+def test_int8_conv_and_whole_digits_cnn_vs_torch():
+    from helpers.data import load_digits_split
+    from helpers.models import load_digits_cnn
+
+    d = load_digits_split()
+    q = quantize_digits_cnn(load_digits_cnn(), calib=d.x_train[:128], engine="fbgemm")
+    x = d.x_test[:64]
+    with torch.no_grad():
+        qx = q.quant(x)
+        ref = q.module(qx)
+    mods = list(q.module.features) + list(q.module.classifier)
+    codes, scale, zp = integer_forward(mods, qx.int_repr(), qx.q_scale(), qx.q_zero_point(), requant="float")
+    assert torch.equal(codes, ref.int_repr()) and scale == ref.q_scale() and zp == ref.q_zero_point()
+    codes, _, _ = integer_forward(mods, qx.int_repr(), qx.q_scale(), qx.q_zero_point())
+    assert (codes.int() - ref.int_repr().int()).abs().max() <= 1
+    # one conv layer alone, with padding
+    conv = q.module.features[0]
+    p = layer_qparams(conv)
+    y = int8_conv2d(qx.int_repr(), qx.q_scale(), qx.q_zero_point(), p["q_w"], p["w_scale"], p["bias"],
+                    p["out_scale"], p["out_zp"], padding=p["padding"], relu=True, requant="float")  # fmt: skip
+    assert torch.equal(y, conv(qx).int_repr())
+
+
+def test_quantize_digits_cnn_with_ranges_and_fusion():
+    from helpers.models import load_digits_cnn
+
+    model = load_digits_cnn()
+    fused = fused_digits_cnn(model)
+    assert type(fused.module.features[0]).__name__ == "ConvReLU2d"
+    ranges = {n: (0.0, 4.0) for n in DIGITS_OBSERVED}
+    ranges["module.classifier.3"] = (-20.0, 20.0)
+    q = quantize_digits_cnn(model, ranges=ranges, act_bits=6)
+    assert q.module.features[0].zero_point == 0 and abs(q.module.features[0].scale - 4.0 / 63) < 1e-6
+    assert isinstance(q.module.classifier[3], nnq.Linear)
+
+
+def test_darknet19_table():
+    model = Darknet19(num_classes=10).eval()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 19 and sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
+    assert len([s for s in DARKNET19_LAYERS if s != "M"]) == 18
+    assert sum(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.1 for m in model.modules()) == 18
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+    assert darknet19_fuse_groups(model)[0] == ["features.0.0", "features.0.1"]
+    assert darknet19_fuse_groups(Darknet19(leaky=False), "module.")[0] == [
+        "module.features.0.0", "module.features.0.1", "module.features.0.2",
+    ]  # fmt: skip
+    full = Darknet19()
+    assert 20e6 < sum(p.numel() for p in full.parameters()) < 21e6
+
+
+# ---- bad input -------------------------------------------------------------------------------------
+
+
+def test_bad_inputs():
+    conv, bn = nn.Conv2d(2, 4, 3).eval(), _bn(4)
+    with pytest.raises(ValueError, match="bn"):
+        fuse_conv_bn(conv, _bn(3))
+    with pytest.raises(ValueError, match="eval"):
+        fuse_conv_bn(conv, _bn(4).train())
+    with pytest.raises(TypeError, match="conv"):
+        fuse_conv_bn(nn.Linear(2, 4), bn)
+    with pytest.raises(ValueError, match="bn_var"):
+        fold_bn(torch.randn(4, 2), None, torch.zeros(4), -torch.ones(4), 1e-5)
+    with pytest.raises(ValueError, match="bn_mean"):
+        fold_bn(torch.randn(4, 2), None, torch.zeros(3), torch.ones(4), 1e-5)
+    with pytest.raises(ValueError, match="bn_eps"):
+        fold_bn(torch.randn(4, 2), None, torch.zeros(4), torch.ones(4), 0.0)
+    with pytest.raises(ValueError, match="multiplier"):
+        quantize_multiplier(1.5)
+    with pytest.raises(ValueError, match="multiplier"):
+        quantize_multiplier(0.0)
+    m0, sh = quantize_multiplier(0.25)
+    with pytest.raises(TypeError, match="acc"):
+        requantize(torch.zeros(3), m0, sh, 0)
+    with pytest.raises(ValueError, match="zero_point"):
+        requantize(torch.zeros(3, dtype=torch.int32), m0, sh, 300)
+    with pytest.raises(ValueError, match="out_dtype"):
+        requantize(torch.zeros(3, dtype=torch.int32), m0, sh, 0, out_dtype="int4")
+    with pytest.raises(ValueError, match="m0"):
+        requantize(torch.zeros(3, dtype=torch.int32), torch.tensor(5), sh, 0)
+    with pytest.raises(TypeError, match="a must have dtype"):
+        int_matmul(torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.int8))
+    with pytest.raises(ValueError, match="a and b"):
+        int_matmul(torch.zeros(2, 3, dtype=torch.int8), torch.zeros(2, 2, dtype=torch.int8))
+    with pytest.raises(ValueError, match="m"):
+        int_mm_supported(0, 8, 8)
+    qx = torch.zeros(4, 8, dtype=torch.uint8)
+    qw = torch.zeros(3, 8, dtype=torch.int8)
+    with pytest.raises(ValueError, match="x_scale"):
+        int8_linear(qx, 0.0, 0, qw, 0.1, None, 0.1, 0)
+    with pytest.raises(ValueError, match="requant"):
+        int8_linear(qx, 0.1, 0, qw, 0.1, None, 0.1, 0, requant="double")
+    with pytest.raises(ValueError, match="w_scale"):
+        int8_linear(qx, 0.1, 0, qw, torch.ones(2), None, 0.1, 0)
+    with pytest.raises(ValueError, match="q_x"):
+        int8_linear(torch.zeros(4, 5, dtype=torch.uint8), 0.1, 0, qw, 0.1, None, 0.1, 0)
+    with pytest.raises(ValueError, match="bias"):
+        int8_linear(qx, 0.1, 0, qw, 0.1, torch.zeros(2), 0.1, 0)
+    with pytest.raises(TypeError, match="q_w"):
+        int8_linear(qx, 0.1, 0, qw.float(), 0.1, None, 0.1, 0)
+    with pytest.raises(ValueError, match="q_w"):
+        int8_conv2d(torch.zeros(1, 8, 4, 4, dtype=torch.uint8), 0.1, 0, qw, 0.1, None, 0.1, 0)
+    with pytest.raises(ValueError, match="padding"):
+        int8_conv2d(
+            torch.zeros(1, 2, 4, 4, dtype=torch.uint8), 0.1, 0, torch.zeros(3, 2, 3, 3, dtype=torch.int8),
+            0.1, None, 0.1, 0, padding=-1,
+        )  # fmt: skip
+    with pytest.raises(TypeError, match="module"):
+        layer_qparams(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="modules"):
+        integer_forward([nn.Sigmoid()], qx, 0.1, 0)
+    with pytest.raises(ValueError, match="engine"):
+        quantize_digits_cnn(nn.Module(), calib=torch.zeros(1), engine="tpu")
+    with pytest.raises(TypeError, match="model"):
+        fused_digits_cnn(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="num_classes"):
+        Darknet19(num_classes=0)
+    with pytest.raises(TypeError, match="model"):
+        darknet19_fuse_groups(nn.Linear(2, 2))
+
+
+def test_quantize_digits_cnn_needs_one_source():
+    from helpers.models import load_digits_cnn
+
+    with pytest.raises(ValueError, match="calib"):
+        quantize_digits_cnn(load_digits_cnn())
+    with pytest.raises(ValueError, match="ranges"):
+        quantize_digits_cnn(load_digits_cnn(), ranges={"quant": (0.0, 1.0)})
