@@ -44,6 +44,7 @@ __all__ = [
     "quantize_tensor",
     "fake_quantize_tensor",
     "fake_quantize_range",
+    "fake_quantize_weight",
     "clipping_error_split",
     "mse",
     "sqnr_db",
@@ -436,6 +437,45 @@ def fake_quantize_range(
     scale, zero_point = affine_qparams(lo, hi, bits, signed=signed, symmetric=symmetric, restricted=restricted)
     qmin, qmax = qrange(bits, signed, restricted)
     return fake_quantize(x, scale, zero_point, qmin, qmax)
+
+
+def fake_quantize_weight(
+    w: torch.Tensor,
+    bits: int = 8,
+    *,
+    scheme: str = "symmetric",
+    granularity: str = "channel",
+    group_size: int | None = None,
+) -> torch.Tensor:
+    """Fake-quantize a layer weight with one scale per tensor, per output channel, or per group of inputs.
+
+    ``w`` is viewed as ``(out_channels, -1)`` rows (Linear ``(out, in)``, Conv ``(out, in, kh, kw)``).
+    ``"channel"``: one scale per row (``axis=0``). ``"group"``: each row is cut into contiguous
+    groups of ``group_size`` inputs; a row whose length ``group_size`` does not divide is padded
+    with zeros first (harmless: every range already contains 0, so no scale changes) and the
+    padding dropped afterwards. Returns float32 of ``w``'s shape. Taught in 02_affine_vs_scale.
+    """
+    check_float_tensor(w, "w")
+    if w.ndim < 2:
+        raise ValueError(
+            f"w must be a weight with at least 2 dimensions (out_channels, ...), got shape {tuple(w.shape)}"
+        )
+    _scheme_flags(scheme)
+    check_choice(granularity, "granularity", GRANULARITIES)
+    rows = w.detach().float().reshape(w.shape[0], -1)
+    n = rows.shape[1]
+    if granularity == "group":
+        if group_size is None:
+            raise ValueError("granularity='group' needs group_size (a positive integer)")
+        group_size = check_int(group_size, "group_size", lo=1)
+        pad = (-n) % group_size
+        if pad:
+            rows = torch.nn.functional.pad(rows, (0, pad))
+        out = fake_quantize_tensor(rows, bits, scheme=scheme, granularity="group", axis=1, group_size=group_size)
+        return out[:, :n].reshape(w.shape)
+    if group_size is not None:
+        raise ValueError(f"group_size is only used with granularity='group', got granularity={granularity!r}")
+    return fake_quantize_tensor(rows, bits, scheme=scheme, granularity=granularity, axis=0).reshape(w.shape)
 
 
 def clipping_error_split(x: torch.Tensor, x_hat: torch.Tensor, x_min: float, x_max: float) -> tuple[float, float]:

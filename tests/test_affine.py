@@ -658,3 +658,48 @@ def test_mse_sqnr_bad_pairs():
         A.mse(torch.zeros(3), torch.tensor([0.0, float("nan"), 1.0]))
     with pytest.raises(TypeError, match="x_hat"):
         A.sqnr_db(torch.zeros(3), torch.zeros(3, dtype=torch.int32))
+
+
+# ------------------------------------------------------------------------------- fake_quantize_weight
+
+
+@pytest.mark.parametrize("scheme", ["affine", "symmetric"])
+def test_fake_quantize_weight_granularities(scheme):
+    w = _random((8, 4, 3, 3), 71, heavy=True)
+    rows = w.reshape(8, -1)
+    got = A.fake_quantize_weight(w, 4, scheme=scheme, granularity="tensor")
+    assert torch.equal(got, A.fake_quantize_tensor(w, 4, scheme=scheme))
+    got = A.fake_quantize_weight(w, 4, scheme=scheme, granularity="channel")
+    assert torch.equal(got, A.fake_quantize_tensor(w, 4, scheme=scheme, granularity="channel", axis=0))
+    got = A.fake_quantize_weight(w, 4, scheme=scheme, granularity="group", group_size=12)  # 36 = 3 * 12
+    want = A.fake_quantize_tensor(rows, 4, scheme=scheme, granularity="group", axis=1, group_size=12)
+    assert torch.equal(got, want.reshape(w.shape))
+    # 36 inputs, groups of 16: groups [0:16], [16:32] and the padded tail [32:36] quantized on its own
+    got = A.fake_quantize_weight(w, 4, scheme=scheme, granularity="group", group_size=16).reshape(8, -1)
+    for start, stop in [(0, 16), (16, 32), (32, 36)]:
+        for r in range(8):
+            assert torch.equal(got[r, start:stop], A.fake_quantize_tensor(rows[r, start:stop], 4, scheme=scheme))
+
+
+def test_fake_quantize_weight_bad_input():
+    w = torch.randn(4, 6)
+    with pytest.raises(ValueError, match="w must be a weight"):
+        A.fake_quantize_weight(torch.randn(6))
+    with pytest.raises(TypeError, match="w must be a floating-point"):
+        A.fake_quantize_weight(torch.ones(4, 6, dtype=torch.int8))
+    with pytest.raises(ValueError, match="w must contain only finite"):
+        A.fake_quantize_weight(torch.full((2, 2), float("nan")))
+    with pytest.raises(ValueError, match="w must be a non-empty"):
+        A.fake_quantize_weight(torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="bits"):
+        A.fake_quantize_weight(w, 17)
+    with pytest.raises(ValueError, match="scheme"):
+        A.fake_quantize_weight(w, 8, scheme="asymmetric")
+    with pytest.raises(ValueError, match="granularity"):
+        A.fake_quantize_weight(w, 8, granularity="row")
+    with pytest.raises(ValueError, match="group_size"):
+        A.fake_quantize_weight(w, 8, granularity="group")
+    with pytest.raises(ValueError, match="group_size"):
+        A.fake_quantize_weight(w, 8, granularity="group", group_size=0)
+    with pytest.raises(ValueError, match="group_size"):
+        A.fake_quantize_weight(w, 8, granularity="channel", group_size=2)

@@ -124,7 +124,7 @@ def playground(bits: int = 4, clip: float = 1.0, scheme: str = "affine", distrib
     x = sample_distribution(distribution, 8192, seed=0)
     v = quant_view(x, bits, clip, scheme)
     fig, (ax_h, ax_e) = new_figure(8.5, 3.4, ncols=2)
-    ax_h.hist(x.numpy(), bins=120, color=COLORS["x"], alpha=0.8)
+    ax_h.hist(x.numpy(), bins=120, color=COLORS["x"], alpha=0.8, histtype="stepfilled")
     _draw_grid(ax_h, v["levels"])
     for edge in (v["levels"][0].item(), v["levels"][-1].item()):
         ax_h.axvline(edge, color=COLORS["clip"], lw=2, ls="--")
@@ -173,7 +173,7 @@ def small_multiples(
         for i, scheme in enumerate(schemes):
             v = quant_view(x, bits, 1.0, scheme)
             ax = axes[i][j]
-            ax.hist(x.numpy(), bins=80, color=COLORS["x"], alpha=0.8)
+            ax.hist(x.numpy(), bins=80, color=COLORS["x"], alpha=0.8, histtype="stepfilled")
             _draw_grid(ax, v["levels"])
             ax.set_yscale("log")
             ax.set_yticks([])
