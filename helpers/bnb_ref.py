@@ -537,3 +537,88 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
                 seen.add(ptr)
                 total += value.untyped_storage().nbytes()
     return total
+
+
+# ----------------------------------------------------------------------------- swapping layers
+
+
+def swap_linears(model: nn.Module, factory: Any) -> nn.Module:
+    """A deep copy of ``model`` with every ``nn.Linear`` replaced by ``factory(linear)``.
+
+    The new modules keep whatever mode ``factory`` leaves them in (a freshly built module is in
+    training mode — call ``.eval()`` on the result). Taught in 07_bitsandbytes.
+    """
+    import copy
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+    new = copy.deepcopy(model)
+    targets = [(name, m) for name, m in new.named_modules() if type(m) is nn.Linear]
+    for name, linear in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = new.get_submodule(parent_name) if parent_name else new
+        setattr(parent, child, factory(linear))
+    return new
+
+
+def bnb_int8(linear: nn.Linear, threshold: float = 6.0) -> nn.Module:
+    """``bnb.nn.Linear8bitLt(has_fp16_weights=False, threshold)`` holding ``linear``'s weights, quantized (training mode).
+
+    Taught in 07_bitsandbytes.
+    """
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+    threshold = _check_threshold(threshold)
+    import bitsandbytes as bnb
+
+    m = bnb.nn.Linear8bitLt(
+        linear.in_features, linear.out_features, linear.bias is not None, has_fp16_weights=False, threshold=threshold
+    )
+    m.load_state_dict(linear.state_dict())
+    return m.to("cpu")
+
+
+def bnb_4bit(
+    linear: nn.Linear,
+    quant_type: str = "nf4",
+    blocksize: int = 64,
+    double_quant: bool = True,
+    compute_dtype: torch.dtype | None = None,
+    portable: bool = True,
+) -> nn.Module:
+    """``bnb.nn.Linear4bit`` holding ``linear``'s weights quantized to ``quant_type`` at ``blocksize``.
+
+    ``portable=True`` switches off the AVX512-BF16 CPU path that repacks the weight at the
+    first eval call (and undoes double quantization), so every machine runs the same
+    dequantize-then-matmul path. Taught in 07_bitsandbytes.
+    """
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+    check_choice(quant_type, "quant_type", ("nf4", "fp4"))
+    blocksize = check_blocksize(blocksize, linear.weight.numel())
+    import bitsandbytes as bnb
+
+    m = bnb.nn.Linear4bit(
+        linear.in_features,
+        linear.out_features,
+        linear.bias is not None,
+        compute_dtype=compute_dtype,
+        compress_statistics=double_quant,
+        quant_type=quant_type,
+    )
+    m.weight = bnb.nn.Params4bit(
+        linear.weight.detach().clone(),
+        requires_grad=False,
+        blocksize=blocksize,
+        compress_statistics=double_quant,
+        quant_type=quant_type,
+        module=m,
+    )
+    if linear.bias is not None:
+        m.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+    m = m.to("cpu")
+    if portable:
+        m.support_avx512bf16_for_cpu = False
+    return m
