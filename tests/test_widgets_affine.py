@@ -150,3 +150,16 @@ def test_fake_quantize_range_and_split_bad_input():
         A.clipping_error_split(x, x[:5], -1.0, 1.0)
     with pytest.raises(ValueError, match="x_max"):
         A.clipping_error_split(x, x, -1.0, float("nan"))
+
+
+def test_playground_readout_and_bad_input():
+    fig, text = P.playground(3, 0.5, "symmetric", "relu")
+    assert isinstance(fig, Figure) and "bits=3" in text and "zero_point=0" in text and "SQNR" in text
+    with pytest.raises(ValueError, match="bits"):
+        P.playground(17)
+    with pytest.raises(ValueError, match="clip"):
+        P.playground(4, 2.0)
+    with pytest.raises(ValueError, match="scheme"):
+        P.playground(4, 1.0, "asym")
+    with pytest.raises(ValueError, match="distribution"):
+        P.playground(4, 1.0, "affine", "lognormal")

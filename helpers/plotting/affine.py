@@ -121,6 +121,7 @@ def playground(bits: int = 4, clip: float = 1.0, scheme: str = "affine", distrib
     Returns ``(Figure, readout)``; the readout gives scale, zero_point, MSE, SQNR and the clipped
     fraction. Taught in 02_affine_vs_scale.
     """
+    check_choice(distribution, "distribution", DISTRIBUTIONS)
     x = sample_distribution(distribution, 8192, seed=0)
     v = quant_view(x, bits, clip, scheme)
     fig, (ax_h, ax_e) = new_figure(8.5, 3.4, ncols=2)
