@@ -1,0 +1,632 @@
+"""Post-training dynamic quantization from scratch: weight-only int8 and dynamic int8 Linear layers.
+
+* ``WeightOnlyInt8Linear`` (W8A32): weights stored as int8 codes with one symmetric scale per
+  output channel, dequantized on the fly; activations stay float32.
+* ``DynamicInt8Linear`` (W8A8, dynamic): the activation range is taken from each input at run
+  time (per tensor, or per token), activations and weights are multiplied as integers with an
+  int32 accumulator (``torch._int_mm`` where the shapes allow it), and one float rescale
+  ``y = acc * (scale_x * scale_w) + bias`` turns the result back into float32.
+
+With the defaults it reproduces ``torch.ao.quantization.quantize_dynamic``'s
+``DynamicQuantizedLinear``: quint8 activations with a zero point, qint8 symmetric weights, and
+on the x86/fbgemm engine *7-bit* activations (``reduce_range=True``, codes 0..127), which keeps
+the u8 x s8 pair products of fbgemm's AVX2 kernels from overflowing 16 bits.
+
+Around the layers: a swapper that replaces ``nn.Linear`` modules by name, a per-layer
+sensitivity analysis (quantize one layer at a time, measure the sentence-embedding cosine), and
+a mixed-precision builder that keeps the named sensitive layers in float.
+
+Taught in 04_ptdq.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from helpers._validate import check_bits, check_choice, check_float_tensor, check_int, check_tensor
+from helpers.affine import affine_qparams, calc_qparams, fake_quantize, qrange, quantize
+
+__all__ = [
+    "WEIGHT_GRANULARITIES",
+    "ACT_GRANULARITIES",
+    "default_reduce_range",
+    "quantize_weight_int8",
+    "dynamic_act_qparams",
+    "int8_matmul",
+    "WeightOnlyInt8Linear",
+    "DynamicInt8Linear",
+    "linear_names",
+    "swap_linears",
+    "linear_weight_state",
+    "capture_linear_inputs",
+    "outlier_ratio",
+    "fake_quant_layer",
+    "layer_sensitivity",
+    "mixed_precision",
+    "smallest_keep_set",
+    "LATENCY_BATCH_SIZES",
+    "minilm_batch",
+    "latency_sweep",
+]
+
+#: Batch sizes (sentences per call) at which lesson 04 and its benchmark time MiniLM.
+LATENCY_BATCH_SIZES = (1, 8, 32)
+
+WEIGHT_GRANULARITIES = ("tensor", "channel")
+ACT_GRANULARITIES = ("tensor", "token")
+KINDS = ("dynamic", "weight_only")
+BACKENDS = ("torch", "reference")
+
+
+def default_reduce_range(engine: str | None = None) -> bool:
+    """Whether PyTorch's dynamic Linear uses 7-bit activations on ``engine`` (default: the current one).
+
+    x86 and fbgemm use ``reduce_range=True`` (activation codes 0..127); qnnpack and onednn use
+    the full 0..255. Taught in 04_ptdq.
+    """
+    if engine is None:
+        engine = torch.backends.quantized.engine
+    if not isinstance(engine, str):
+        raise TypeError(f"engine must be a string such as 'x86' or 'qnnpack', got {type(engine).__name__}")
+    return engine in ("x86", "fbgemm")
+
+
+def quantize_weight_int8(w: torch.Tensor, granularity: str = "channel") -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes of a weight matrix: ``q = clamp(round(w / scale), -128, 127)``, ``scale = max|w| / 127.5``.
+
+    ``granularity="channel"`` gives one scale per output row (shape ``(out, 1)``), ``"tensor"`` one
+    scale (shape ``(1, 1)``). The scale rule is ``MinMaxObserver``'s symmetric one, so the codes equal
+    those of ``quantize_dynamic`` with ``per_channel_dynamic_qconfig`` / ``default_dynamic_qconfig``.
+    Returns ``(q int8, scale float32)``. Taught in 04_ptdq.
+    """
+    check_float_tensor(w, "w")
+    if w.ndim != 2:
+        raise ValueError(f"w must be a 2-d weight matrix (out_features, in_features), got shape {tuple(w.shape)}")
+    check_choice(granularity, "granularity", WEIGHT_GRANULARITIES)
+    axis = 0 if granularity == "channel" else None
+    scale, zero_point = calc_qparams(w.detach(), 8, signed=True, symmetric=True, axis=axis)
+    q = quantize(w.detach(), scale, zero_point, -128, 127, axis=axis)
+    return q, scale.reshape(-1, 1)
+
+
+def dynamic_act_qparams(
+    x: torch.Tensor, granularity: str = "tensor", *, symmetric: bool = False, reduce_range: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Run-time activation qparams of a 2-d input ``x`` (rows = tokens): ``(scale, zero_point, qmin, qmax)``.
+
+    Affine (default, as torch.ao): unsigned codes 0..255, or 0..127 with ``reduce_range``;
+    ``scale = (max - min) / (qmax - qmin)`` over the range widened to include 0. Symmetric (as
+    torchao's dynamic int8): signed codes -128..127, ``scale = max|x| / 127.5``, zero point 0.
+    ``granularity="tensor"`` gives shape ``(1, 1)``, ``"token"`` one row each, shape ``(rows, 1)``.
+    Taught in 04_ptdq.
+    """
+    check_float_tensor(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-d (tokens, features), got shape {tuple(x.shape)}")
+    check_choice(granularity, "granularity", ACT_GRANULARITIES)
+    if not isinstance(symmetric, bool) or not isinstance(reduce_range, bool):
+        raise TypeError("symmetric and reduce_range must be True or False")
+    bits = 7 if reduce_range else 8
+    signed = symmetric
+    if granularity == "tensor":
+        lo, hi = torch.aminmax(x.detach().float())
+    else:
+        lo, hi = torch.aminmax(x.detach().float(), dim=1)
+    scale, zero_point = affine_qparams(lo, hi, bits, signed=signed, symmetric=symmetric)
+    qmin, qmax = qrange(bits, signed=signed)
+    return scale.reshape(-1, 1), zero_point.reshape(-1, 1), qmin, qmax
+
+
+def _int_mm_ok(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``torch._int_mm(a, b)`` accepts these operands (CPU: any 2-d int8; CUDA: m > 16, k and n multiples of 8)."""
+    if a.device.type == "cpu":
+        return True
+    m, k = a.shape
+    n = b.shape[1]
+    return a.device.type == "cuda" and m > 16 and k % 8 == 0 and n % 8 == 0
+
+
+def _row_major(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with standard row-major strides; a size-1 dimension can leave odd strides that ``_int_mm`` misreads."""
+    if t.stride() == (t.shape[1], 1):
+        return t
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
+
+
+def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact int32 product ``a @ b`` of int8 matrices ``a (m, k)`` and ``b (k, n)``.
+
+    Uses ``torch._int_mm`` (int8 x int8 -> int32 accumulate) where the shapes allow it, else an
+    int32 matmul (CPU) or an exact float64 one (other devices). Taught in 04_ptdq.
+    """
+    check_tensor(a, "a")
+    check_tensor(b, "b")
+    if a.dtype != torch.int8 or b.dtype != torch.int8:
+        raise TypeError(f"a and b must be int8 tensors, got {a.dtype} and {b.dtype}")
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(
+            f"a and b must be 2-d with a.shape[1] == b.shape[0], got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if _int_mm_ok(a, b):
+        return torch._int_mm(_row_major(a), _row_major(b))
+    if a.device.type == "cpu":
+        return a.to(torch.int32) @ b.to(torch.int32)
+    return torch.round(a.double() @ b.double()).to(torch.int32)
+
+
+def _check_linear(module: nn.Module, name: str = "linear") -> nn.Linear:
+    if not isinstance(module, nn.Linear):
+        raise TypeError(
+            f"{name} must be a torch.nn.Linear, got {type(module).__name__} "
+            "(only Linear layers are dynamically quantized; Conv2d, Embedding, ... stay float)"
+        )
+    return module
+
+
+def _check_input(x: torch.Tensor, in_features: int) -> None:
+    check_tensor(x, "x", allow_empty=True)
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.ndim == 0 or x.shape[-1] != in_features:
+        raise ValueError(f"x must have last dimension in_features={in_features}, got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"x must be a non-empty batch, got shape {tuple(x.shape)}")
+
+
+class WeightOnlyInt8Linear(nn.Module):
+    """W8A32 Linear: ``y = x @ (q * scale).T + bias`` with int8 ``q`` and per-channel (or per-tensor) scales.
+
+    The weight lives in memory as int8 codes (4x smaller than float32) and is dequantized on the
+    fly in each forward; the matmul itself is float32. Taught in 04_ptdq.
+    """
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = q.shape[1], q.shape[0]
+        self.register_buffer("qweight", q)
+        self.register_buffer("scale", scale.float())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, granularity: str = "channel") -> WeightOnlyInt8Linear:
+        """Quantize the weights of ``linear`` (symmetric int8, ``granularity`` 'channel' or 'tensor')."""
+        _check_linear(linear)
+        q, scale = quantize_weight_int8(linear.weight, granularity)
+        return cls(q, scale, linear.bias)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """``w_hat = q * scale`` in float32."""
+        return self.qweight.float() * self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_features)
+        return nn.functional.linear(x.float(), self.dequantized_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        per = "channel" if self.scale.numel() > 1 else "tensor"
+        return f"in_features={self.in_features}, out_features={self.out_features}, weights=int8 per-{per}"
+
+
+class DynamicInt8Linear(nn.Module):
+    """Dynamic W8A8 Linear: quantize ``x`` with its own range, int8 x int8 -> int32, one rescale.
+
+    ``acc = (q_x - offset) @ q_w.T + (offset - zp_x) * rowsum(q_w)`` (exact in int32; ``offset`` is
+    128 for unsigned codes so they fit int8, else 0), then ``y = acc * (scale_x * scale_w) + bias``.
+    ``reduce_range=None`` picks what the reference library does: for affine activations the current
+    torch engine's choice (7-bit on x86/fbgemm), for symmetric ones torchao's (full 8 bits).
+    Taught in 04_ptdq.
+    """
+
+    def __init__(
+        self,
+        q: torch.Tensor,
+        scale: torch.Tensor,
+        bias: torch.Tensor | None,
+        *,
+        act_granularity: str = "tensor",
+        act_symmetric: bool = False,
+        reduce_range: bool | None = None,
+    ) -> None:
+        super().__init__()
+        check_choice(act_granularity, "act_granularity", ACT_GRANULARITIES)
+        if not isinstance(act_symmetric, bool):
+            raise TypeError(f"act_symmetric must be True or False, got {act_symmetric!r}")
+        if reduce_range is None:  # torch.ao's choice for affine activations, torchao's (False) for symmetric
+            reduce_range = False if act_symmetric else default_reduce_range()
+        if not isinstance(reduce_range, bool):
+            raise TypeError(f"reduce_range must be True, False or None, got {reduce_range!r}")
+        self.in_features, self.out_features = q.shape[1], q.shape[0]
+        self.act_granularity, self.act_symmetric, self.reduce_range = act_granularity, act_symmetric, reduce_range
+        self.register_buffer("qweight", q)
+        self.register_buffer("scale", scale.float())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.register_buffer("qweight_t", _row_major(q.t()), persistent=False)
+        self.register_buffer("row_sum", q.to(torch.int32).sum(dim=1), persistent=False)
+
+    @classmethod
+    def from_float(
+        cls,
+        linear: nn.Linear,
+        weight_granularity: str = "tensor",
+        act_granularity: str = "tensor",
+        act_symmetric: bool = False,
+        reduce_range: bool | None = None,
+    ) -> DynamicInt8Linear:
+        """Quantize ``linear``'s weights now; activations are quantized at every call."""
+        _check_linear(linear)
+        q, scale = quantize_weight_int8(linear.weight, weight_granularity)
+        return cls(
+            q,
+            scale,
+            linear.bias,
+            act_granularity=act_granularity,
+            act_symmetric=act_symmetric,
+            reduce_range=reduce_range,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_features)
+        x2 = x.reshape(-1, self.in_features).float()
+        scale_x, zp_x, qmin, qmax = dynamic_act_qparams(
+            x2, self.act_granularity, symmetric=self.act_symmetric, reduce_range=self.reduce_range
+        )
+        axis = None if self.act_granularity == "tensor" else 0
+        q_x = quantize(x2, scale_x.reshape(-1), zp_x.reshape(-1), qmin, qmax, axis=axis)
+        offset = 128 if qmin >= 0 else 0
+        acc = int8_matmul((q_x.to(torch.int32) - offset).to(torch.int8), self.qweight_t)
+        acc = acc + (offset - zp_x) * self.row_sum  # zero-point correction, exact in int32
+        y = acc.float() * (scale_x * self.scale.reshape(1, -1))
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        per = "channel" if self.scale.numel() > 1 else "tensor"
+        act = f"{'int8 symmetric' if self.act_symmetric else ('uint7' if self.reduce_range else 'uint8') + ' affine'}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, weights=int8 per-{per}, "
+            f"activations={act} per-{self.act_granularity} (dynamic)"
+        )
+
+
+def _check_model(model: object) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _is_plain_linear(module: nn.Module) -> bool:
+    # MultiheadAttention's out_proj reads .weight directly, so it must stay a real Linear.
+    return isinstance(module, nn.Linear) and not isinstance(module, nn.modules.linear.NonDynamicallyQuantizableLinear)
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    """Qualified names of the swappable ``nn.Linear`` modules of ``model``, in module order. Taught in 04_ptdq."""
+    _check_model(model)
+    return [name for name, module in model.named_modules() if _is_plain_linear(module)]
+
+
+def _check_names(model: nn.Module, names: Iterable[str] | None, arg: str) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise TypeError(f"{arg} must be a list of module names (or None), got {type(names).__name__}")
+    names = list(names)
+    modules = dict(model.named_modules())
+    for name in names:
+        if name not in modules:
+            raise ValueError(f"{arg} names {name!r}, which is not a module of the model")
+        if not _is_plain_linear(modules[name]):
+            raise TypeError(
+                f"{arg} names {name!r}, a {type(modules[name]).__name__}: only nn.Linear modules can be "
+                "swapped for dynamic int8 layers"
+            )
+    return names
+
+
+def _layer_factory(kind: str, **layer_kwargs) -> Callable[[nn.Linear], nn.Module]:
+    check_choice(kind, "kind", KINDS)
+    if kind == "weight_only":
+        return lambda linear: WeightOnlyInt8Linear.from_float(linear, **layer_kwargs)
+    return lambda linear: DynamicInt8Linear.from_float(linear, **layer_kwargs)
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def swap_linears(
+    model: nn.Module,
+    kind: str = "dynamic",
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    inplace: bool = False,
+    **layer_kwargs,
+) -> nn.Module:
+    """``model`` with its ``nn.Linear`` modules replaced by ``DynamicInt8Linear`` or ``WeightOnlyInt8Linear``.
+
+    ``include`` (names; default every Linear) minus ``exclude`` are swapped; naming a module that
+    is not an ``nn.Linear`` (a Conv2d, an Embedding) raises ``TypeError`` instead of being silently
+    skipped. ``layer_kwargs`` go to the layer's ``from_float``. Works on a deep copy unless
+    ``inplace``. Taught in 04_ptdq.
+    """
+    _check_model(model)
+    include = _check_names(model, include, "include")
+    exclude = set(_check_names(model, exclude, "exclude") or [])
+    make = _layer_factory(kind, **layer_kwargs)
+    target = model if inplace else copy.deepcopy(model)
+    names = include if include is not None else linear_names(target)
+    for name in names:
+        if name not in exclude:
+            _set_submodule(target, name, make(target.get_submodule(name)))
+    return target
+
+
+def linear_weight_state(model: nn.Module) -> dict[str, object]:
+    """The weights of every Linear-like layer of ``model`` as a state dict, for measuring their serialized bytes.
+
+    float ``nn.Linear`` -> ``weight``; torch.ao ``DynamicQuantizedLinear`` -> its quantized
+    ``weight()`` (int8 codes plus scale(s)); the course's int8 layers -> ``qweight`` and ``scale``.
+    Biases are left out. Taught in 04_ptdq.
+    """
+    _check_model(model)
+    from torch.ao.nn.quantized.dynamic import Linear as TorchDynamicLinear
+
+    state: dict[str, object] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (WeightOnlyInt8Linear, DynamicInt8Linear)):
+            state[f"{name}.qweight"] = module.qweight
+            state[f"{name}.scale"] = module.scale
+        elif isinstance(module, TorchDynamicLinear):
+            state[f"{name}.weight"] = module.weight()
+        elif isinstance(module, nn.Linear):
+            state[f"{name}.weight"] = module.weight.detach()
+    if not state:
+        raise ValueError("model has no Linear layers to measure")
+    return state
+
+
+def _tokenize(tokenizer, sentences: Sequence[str], max_length: int = 128) -> dict:
+    if isinstance(sentences, str) or not isinstance(sentences, (list, tuple)) or not sentences:
+        raise ValueError("sentences must be a non-empty list of strings")
+    return tokenizer(list(sentences), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+
+@torch.no_grad()
+def capture_linear_inputs(
+    model: nn.Module, tokenizer, sentences: Sequence[str], names: Iterable[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Inputs seen by the named Linear layers on ``sentences``: ``name -> (real tokens, in_features)`` float32.
+
+    Forward pre-hooks record each layer's input; padding positions are dropped with the
+    attention mask, so the statistics are those of real tokens. Taught in 04_ptdq.
+    """
+    _check_model(model)
+    names = _check_names(model, names, "names") if names is not None else linear_names(model)
+    batch = _tokenize(tokenizer, sentences)
+    mask = batch["attention_mask"].bool()
+    seen: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name in names:
+
+        def hook(_module, args, name=name):
+            seen[name] = args[0].detach().float()[mask]
+
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    try:
+        model(**batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def outlier_ratio(x: torch.Tensor) -> float:
+    """``max|x| / median|x|``: how far the largest activation sits beyond a typical one. Taught in 04_ptdq."""
+    check_float_tensor(x, "x")
+    a = x.detach().abs().float().flatten()
+    median = float(a.median())
+    if median == 0.0:
+        raise ValueError("x has median |x| = 0, so the ratio max/median is undefined")
+    return float(a.max()) / median
+
+
+def fake_quant_layer(
+    w: torch.Tensor, x: torch.Tensor, bits: int = 8, weight_granularity: str = "channel"
+) -> dict[str, object]:
+    """One Linear layer at ``bits``: fake-quantized weights (symmetric) and dynamic per-tensor activations (affine).
+
+    Returns ``w_hat``, ``x_hat``, the activation ``scale``/``zero_point``/``qmin``/``qmax``, the
+    weight ``w_scale`` (one per row, or one), and ``rel_err = ||x_hat @ w_hat.T - x @ w.T|| / ||x @ w.T||``
+    (bias left out: it is not quantized). Taught in 04_ptdq.
+    """
+    check_float_tensor(w, "w")
+    check_float_tensor(x, "x")
+    check_bits(bits, 2, 8)
+    check_choice(weight_granularity, "weight_granularity", WEIGHT_GRANULARITIES)
+    if w.ndim != 2 or x.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(
+            f"w must be (out, in) and x (tokens, in) with the same in, got {tuple(w.shape)} and {tuple(x.shape)}"
+        )
+    axis = 0 if weight_granularity == "channel" else None
+    w_scale, w_zp = calc_qparams(w.float(), bits, signed=True, symmetric=True, axis=axis)
+    wq_min, wq_max = qrange(bits, signed=True)
+    w_hat = fake_quantize(w.float(), w_scale, w_zp, wq_min, wq_max, axis=axis)
+    scale, zero_point = calc_qparams(x.float(), bits, signed=False)
+    qmin, qmax = qrange(bits, signed=False)
+    x_hat = fake_quantize(x.float(), scale, zero_point, qmin, qmax)
+    y = x.float() @ w.float().T
+    y_hat = x_hat @ w_hat.T
+    rel_err = float(torch.linalg.vector_norm(y_hat - y) / torch.linalg.vector_norm(y).clamp(min=1e-30))
+    return {
+        "w_hat": w_hat,
+        "x_hat": x_hat,
+        "w_scale": w_scale,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+        "qmin": qmin,
+        "qmax": qmax,
+        "y": y,
+        "y_hat": y_hat,
+        "rel_err": rel_err,
+    }
+
+
+def _mean_cosine(model: nn.Module, tokenizer, sentences: Sequence[str], ref: torch.Tensor) -> float:
+    from helpers.language import cosine_to_reference, embed
+
+    return float(cosine_to_reference(embed(model, tokenizer, list(sentences)), ref).mean())
+
+
+@torch.no_grad()
+def layer_sensitivity(
+    model: nn.Module,
+    tokenizer,
+    sentences: Sequence[str],
+    ref: torch.Tensor,
+    names: Iterable[str] | None = None,
+    kind: str = "dynamic",
+    **layer_kwargs,
+) -> dict[str, float]:
+    """Mean embedding cosine to ``ref`` when only one layer is quantized: ``name -> cosine``, one entry per layer.
+
+    Each named Linear in turn is swapped for the course's int8 layer (``kind`` and
+    ``layer_kwargs`` as in ``swap_linears``), the sentences are embedded, and the original layer
+    is put back, so the model is unchanged afterwards. ``1 - cosine`` is the layer's sensitivity.
+    Taught in 04_ptdq.
+    """
+    _check_model(model)
+    check_float_tensor(ref, "ref")
+    if ref.ndim != 2 or ref.shape[0] != len(sentences):
+        raise ValueError(f"ref must be the (len(sentences), hidden) fp32 embeddings, got shape {tuple(ref.shape)}")
+    names = _check_names(model, names, "names") if names is not None else linear_names(model)
+    make = _layer_factory(kind, **layer_kwargs)
+    out: dict[str, float] = {}
+    for name in names:
+        original = model.get_submodule(name)
+        _set_submodule(model, name, make(original))
+        try:
+            out[name] = _mean_cosine(model, tokenizer, sentences, ref)
+        finally:
+            _set_submodule(model, name, original)
+    return out
+
+
+def mixed_precision(
+    model: nn.Module,
+    keep_float: Iterable[str] = (),
+    *,
+    backend: str = "torch",
+    per_channel: bool = True,
+) -> nn.Module:
+    """A dynamic-int8 copy of ``model`` in which the Linear layers named in ``keep_float`` stay float32.
+
+    ``backend="torch"`` uses ``torch.ao.quantization.quantize_dynamic`` (fbgemm kernels, the
+    fast path) with a per-layer qconfig spec; ``"reference"`` uses this module's
+    ``DynamicInt8Linear``. ``per_channel`` picks per-channel (else per-tensor) weight scales.
+    Taught in 04_ptdq.
+    """
+    _check_model(model)
+    keep = set(_check_names(model, keep_float, "keep_float") or [])
+    check_choice(backend, "backend", BACKENDS)
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    todo = [n for n in linear_names(model) if n not in keep]
+    if backend == "reference":
+        granularity = "channel" if per_channel else "tensor"
+        return swap_linears(model, "dynamic", include=todo, weight_granularity=granularity)
+    from torch.ao import quantization as tq
+
+    qconfig = tq.per_channel_dynamic_qconfig if per_channel else tq.default_dynamic_qconfig
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return tq.quantize_dynamic(copy.deepcopy(model), {n: qconfig for n in todo}, dtype=torch.qint8)
+
+
+def smallest_keep_set(
+    model: nn.Module,
+    tokenizer,
+    sentences: Sequence[str],
+    ref: torch.Tensor,
+    ranked: Sequence[str],
+    target: float = 0.99,
+    steps: Iterable[int] = (0, 2, 4, 6, 8, 10, 12),
+    **mixed_kwargs,
+) -> tuple[list[str], list[tuple[int, float]]]:
+    """Keep the ``k`` most sensitive layers float for growing ``k`` until the mean cosine reaches ``target``.
+
+    ``ranked`` lists layer names, most sensitive first. Returns ``(keep_float, trace)`` where
+    ``trace`` holds ``(k, mean cosine)`` for every ``k`` tried; ``keep_float`` is ``ranked[:k]`` for
+    the first ``k`` that reached ``target`` (or the last ``k`` tried if none did).
+    Taught in 04_ptdq.
+    """
+    _check_model(model)
+    check_float_tensor(ref, "ref")
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < target <= 1.0:
+        raise ValueError(f"target must be a cosine in (0, 1], got {target!r}")
+    ranked = list(ranked)
+    steps = [check_int(k, "steps", lo=0, hi=len(ranked)) for k in steps]
+    if not steps:
+        raise ValueError("steps must list at least one k")
+    trace: list[tuple[int, float]] = []
+    for k in steps:
+        cos = _mean_cosine(mixed_precision(model, ranked[:k], **mixed_kwargs), tokenizer, sentences, ref)
+        trace.append((k, cos))
+        if cos >= target:
+            break
+    return ranked[: trace[-1][0]], trace
+
+
+def minilm_batch(tokenizer, sentences: Sequence[str], batch_size: int, seq_len: int | None = None) -> dict:
+    """Tokenized batch of ``batch_size`` sentences taken in order (cycling) from ``sentences``.
+
+    Padded to the longest sentence in the batch, or to exactly ``seq_len`` tokens when given.
+    Taught in 04_ptdq.
+    """
+    batch_size = check_int(batch_size, "batch_size", lo=1)
+    if isinstance(sentences, str) or not isinstance(sentences, (list, tuple)) or not sentences:
+        raise ValueError("sentences must be a non-empty list of strings")
+    chosen = [sentences[i % len(sentences)] for i in range(batch_size)]
+    if seq_len is None:
+        return tokenizer(chosen, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    seq_len = check_int(seq_len, "seq_len", lo=2, hi=512)
+    return tokenizer(chosen, padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
+
+
+def latency_sweep(
+    models: dict[str, nn.Module],
+    batches: dict[int, dict],
+    *,
+    warmup: int = 2,
+    repeats: int = 5,
+    threads: int = 2,
+) -> dict[str, dict[int, object]]:
+    """Median latency of every model at every batch: ``variant -> batch size -> Timing``.
+
+    For each batch the variants are timed one after the other (warm-up, then the median of
+    ``repeats``), so each ratio compares runs made minutes-apart at most. Taught in 04_ptdq.
+    """
+    from helpers.measure import measure_latency
+
+    if not isinstance(models, dict) or not models:
+        raise ValueError("models must be a non-empty dict name -> model")
+    for name, model in models.items():
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"models[{name!r}] must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(batches, dict) or not batches:
+        raise ValueError("batches must be a non-empty dict batch size -> tokenized batch")
+    out: dict[str, dict[int, object]] = {name: {} for name in models}
+    for size, batch in batches.items():
+        for name, model in models.items():
+            out[name][size] = measure_latency(
+                lambda model=model, batch=batch: model(**batch), warmup=warmup, repeats=repeats, threads=threads
+            )
+    return out
