@@ -1,0 +1,61 @@
+"""Plots of the capstone (08_recipes): quality vs size with the Pareto front."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from helpers.plotting import COLORS, new_figure
+from helpers.recipes import Result, pareto_front
+
+
+def plot_pareto(
+    results: Sequence[Result],
+    *,
+    quality_name: str,
+    title: str = "",
+    highlight: Result | None = None,
+    ax=None,
+):
+    """Scatter of quality vs size (MB, log scale) with the Pareto front drawn; ``highlight`` is ringed.
+
+    Pass ``ax`` to draw into an existing Axes (small multiples); otherwise a new Figure is made.
+    Returns the Figure.
+    """
+    if not results:
+        raise ValueError("results must be a non-empty list of Result rows")
+    fig = None
+    if ax is None:
+        fig, ax = new_figure(7.5, 4.0)
+    front = pareto_front(results)
+    on_front = {(r.model, r.method) for r in front}
+    for r in results:
+        colour = COLORS["quant"] if (r.model, r.method) in on_front else COLORS["x"]
+        marker = "*" if r.method == "fp32" else "o"
+        ax.scatter(r.size_bytes / 1e6, r.quality, s=90 if marker == "*" else 40, color=colour, marker=marker, zorder=3)
+        ax.annotate(r.method, (r.size_bytes / 1e6, r.quality), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.plot(
+        [r.size_bytes / 1e6 for r in front],
+        [r.quality for r in front],
+        color=COLORS["quant"],
+        lw=1.2,
+        zorder=2,
+        label="Pareto front",
+    )
+    if highlight is not None:
+        ax.scatter(
+            highlight.size_bytes / 1e6,
+            highlight.quality,
+            s=320,
+            facecolors="none",
+            edgecolors=COLORS["err"],
+            linewidths=2,
+            zorder=4,
+            label=f"pick: {highlight.method}",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("size (MB, log scale)")
+    ax.set_ylabel(quality_name)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig if fig is not None else ax.figure
