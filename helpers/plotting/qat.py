@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from helpers._validate import check_bits, check_finite_number, check_int
 from helpers.affine import affine_qparams, qrange
@@ -131,14 +132,27 @@ def accuracy_vs_bits(
     palette = [COLORS["quant"], COLORS["grid"], COLORS["clip"], COLORS["err"]]
     fig, ax = new_figure(7.0, 3.4)
     ax.axhline(fp32, color=COLORS["fp32"], ls="--", lw=1.2, label=f"fp32 {fp32:.2f}%")
+    pos = list(range(len(bits)))  # evenly spaced, in the order given (e.g. 8, 4, 3, 2)
     for k, (name, accs) in enumerate(results.items()):
         if len(accs) != len(bits):
             raise ValueError(f"results[{name!r}] must have {len(bits)} accuracies (one per bit width), got {len(accs)}")
-        ax.plot(bits, accs, "o-", color=palette[k % len(palette)], label=name)
-        for b, a in zip(bits, accs):
-            ax.annotate(f"{a:.1f}", (b, a), textcoords="offset points", xytext=(4, -12), fontsize=8)
-    ax.set_xticks(sorted(set(bits)))
-    ax.invert_xaxis()
+        ax.plot(pos, accs, "o-", color=palette[k % len(palette)], label=name)
+        offset = (0, 7) if k % 2 else (0, -14)
+        for p, a in zip(pos, accs):
+            ax.annotate(
+                f"{a:.1f}",
+                (p, a),
+                textcoords="offset points",
+                xytext=offset,
+                ha="center",
+                fontsize=8,
+                color=palette[k % len(palette)],
+            )
+    ax.set_xticks(pos, [str(b) for b in bits])
+    ax.set_xlim(-0.3, len(bits) - 0.7)
+    lo = min(min(a) for a in results.values())
+    ax.set_ylim(lo - 6, 103.5)
+    ax.set_yticks([t for t in ax.get_yticks() if t <= 100])
     ax.set_xlabel("bits (weights and activations)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="lower left", fontsize=9)
@@ -168,6 +182,7 @@ def accuracy_curves(
         if fp32 is not None:
             ax.axhline(check_finite_number(fp32, "fp32"), color="gray", ls="--", lw=1, label="fp32 checkpoint")
         ax.set_title(title, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
