@@ -10,13 +10,22 @@ install:
 
 install-browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
-	@if [ -f slides/package.json ]; then npm ci --prefix slides --no-audit --no-fund --loglevel=error; fi
+	@if [ -f slides/package.json ] && ! [ slides/node_modules/.package-lock.json -nt slides/package-lock.json ]; then \
+		npm ci --prefix slides --no-audit --no-fund --loglevel=error; fi
 
 lab: install
 	cd notebooks && $(PYTHON) -m jupyter lab
 
 test: install install-browser
 	$(PYTHON) -m pytest
+
+slides: install
+	@[ slides/node_modules/.package-lock.json -nt slides/package-lock.json ] || npm ci --prefix slides --no-audit --no-fund --loglevel=error
+	$(PYTHON) -m helpers.slides
+
+html: install
+	@[ slides/node_modules/.package-lock.json -nt slides/package-lock.json ] || npm ci --prefix slides --no-audit --no-fund --loglevel=error
+	$(PYTHON) -m helpers.slides --html
 
 bench: install
 	$(PYTHON) -m helpers.bench

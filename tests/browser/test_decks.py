@@ -28,15 +28,17 @@ INSPECT_SLIDE = """(tol) => {
   const idx = Reveal.getIndices();
   const heading = (s.querySelector('h1, h2, h3, h4') || {}).textContent || '';
   const firstText = (s.innerText || '').trim().split('\\n')[0] || '';
+  const longest = p => (p.innerText || '').split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');
   const wideCode = [...s.querySelectorAll('pre')]
       .filter(p => p.scrollWidth > p.clientWidth + tol)
-      .map(p => (p.innerText || '').split('\\n').find(l => l.length > 0) || '');
+      .map(p => { const l = longest(p); return `${l.length} chars: ${l.trim().slice(0, 50)}`; });
   const imgs = [...s.querySelectorAll('img')];
   return {
     h: idx.h, v: idx.v, f: idx.f === undefined ? -1 : idx.f,
-    label: (heading || firstText).trim().slice(0, 80),
+    label: (heading || firstText).replace(/\u00b6/g, '').trim().slice(0, 70),
+    cells: [...s.querySelectorAll('.jp-Cell')].map(c => (c.id || '').replace('cell-id=', '')),
     height: s.scrollHeight, width: s.scrollWidth, maxHeight: cfg.height, maxWidth: cfg.width,
-    wideCode: wideCode.map(l => l.slice(0, 60)),
+    wideCode: wideCode,
     images: imgs.length,
     brokenImages: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 60)),
   };
@@ -45,6 +47,14 @@ INSPECT_SLIDE = """(tol) => {
 
 def _deck_notebook(path):
     return slides.deck_notebook(nbformat.read(path, as_version=4))
+
+
+def _cells(ids, index) -> str:
+    """'cells 12-14' for the notebook cells (0-based, as in nbformat) shown on a slide."""
+    found = sorted(index[i] for i in ids if i in index)
+    if not found:
+        return "no cells"
+    return f"cell {found[0]}" if len(found) == 1 else f"cells {found[0]}-{found[-1]}"
 
 
 def _has_png(nb) -> bool:
@@ -56,22 +66,34 @@ def _has_png(nb) -> bool:
     )
 
 
-def _open_deck(page, deck):
+def _open_deck(page, deck) -> list[str]:
+    """Load the deck and wait for reveal.js, MathJax, the widget views and the images; return what failed."""
     page.goto(deck.as_uri(), wait_until="load")
-    page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=30_000)
-    page.wait_for_function("window.MathJax && MathJax.Hub", timeout=30_000)
-    page.evaluate("new Promise(resolve => MathJax.Hub.Queue(() => resolve(true)))")
+    waits = [
+        ("reveal.js did not start (Reveal.isReady())", "window.Reveal && Reveal.isReady()", None),
+        ("MathJax did not load", "window.MathJax && MathJax.Hub && MathJax.Hub.Queue", None),
+    ]
     # Widget views (from the saved widget state) render asynchronously; wait for each to appear.
     n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
     if n_views:
-        page.wait_for_function(
-            "n => document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox,"
-            " .jupyter-widgets.widget-image, .jupyter-widgets.widget-html').length >= n",
-            arg=n_views,
-            timeout=30_000,
+        waits.append(
+            (
+                f"the widgets HTML manager did not render the deck's {n_views} widget view(s)",
+                "n => document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox,"
+                " .jupyter-widgets.widget-image, .jupyter-widgets.widget-html').length >= n",
+                n_views,
+            )
         )
-    page.wait_for_function("[...document.images].every(i => i.complete)", timeout=30_000)
+    waits.append(("images did not finish loading", "[...document.images].every(i => i.complete)", None))
+    for message, condition, arg in waits:
+        try:
+            page.wait_for_function(condition, arg=arg, timeout=30_000)
+        except Exception:
+            return [message] + page.watch.problems()
+        if message.startswith("MathJax"):
+            page.evaluate("new Promise(resolve => MathJax.Hub.Queue(() => resolve(true)))")
     page.evaluate("Reveal.configure({transition: 'none', backgroundTransition: 'none'}); Reveal.slide(0, 0, -1)")
+    return []
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -80,8 +102,10 @@ def test_deck_offline_complete_and_fits(notebook, built_decks, page):
     nb = _deck_notebook(notebook)
     SHOTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
+    index = {c.get("id"): i for i, c in enumerate(nbformat.read(notebook, as_version=4).cells)}
 
-    _open_deck(page, deck)
+    failed = _open_deck(page, deck)
+    assert not failed, f"{deck.name}:\n  " + "\n  ".join(failed)
     total = page.evaluate("Reveal.getTotalSlides()")
     assert total >= 2, f"{deck.name}: only {total} slide(s); mark the lesson's key cells with slide_type 'slide'"
     page.screenshot(path=str(SHOTS / f"{notebook.stem}-title.png"))
@@ -108,12 +132,12 @@ def test_deck_offline_complete_and_fits(notebook, built_decks, page):
         key = (info["h"], info["v"])
         if key not in seen:
             seen.add(key)
-            where = f"slide {info['h'] + 1}.{info['v'] + 1} ({info['label']!r})"
+            where = f"slide {info['h'] + 1}.{info['v'] + 1} ({info['label']!r}, {_cells(info['cells'], index)})"
             if info["height"] > info["maxHeight"] + TOLERANCE_PX:
                 problems.append(f"{where} is {info['height']} px tall, the slide is {info['maxHeight']} px")
             if info["width"] > info["maxWidth"] + TOLERANCE_PX:
                 problems.append(f"{where} is {info['width']} px wide, the slide is {info['maxWidth']} px")
-            problems += [f"{where}: code line cut off (needs a scrollbar): {line!r}" for line in info["wideCode"]]
+            problems += [f"{where}: code/output line cut off ({line})" for line in info["wideCode"]]
             problems += [f"{where}: image did not load: {src}" for src in info["brokenImages"]]
             if figure_shot is None and info["images"] and not info["brokenImages"]:
                 figure_shot = SHOTS / f"{notebook.stem}-figure.png"
