@@ -64,12 +64,15 @@ def node_modules() -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_decks(node_modules, tmp_path_factory) -> dict[str, Path]:
-    """Every lesson's deck, built fresh from the committed notebooks into a temp folder."""
+def built_decks(node_modules, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """Every lesson's deck, built fresh into a temp folder: stem -> (deck, the notebook snapshot it was built from)."""
     from helpers import slides
 
+    snapshots = tmp_path_factory.mktemp("notebooks")
+    copies = [Path(shutil.copy2(p, snapshots / p.name)) for p in NOTEBOOKS]
     out = tmp_path_factory.mktemp("decks")
-    return {p.name.removesuffix(".slides.html"): p for p in slides.build_decks(NOTEBOOKS, out, node_modules)}
+    decks = slides.build_decks(copies, out, node_modules)
+    return {c.stem: (d, c) for c, d in zip(copies, decks, strict=True)}
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ INSPECT_SLIDE = """(tol) => {
   const idx = Reveal.getIndices();
   const heading = (s.querySelector('h1, h2, h3, h4') || {}).textContent || '';
   const firstText = (s.innerText || '').trim().split('\\n')[0] || '';
-  const longest = p => (p.innerText || '').split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');
+  const longest = p => (p.textContent || '').split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');
   const wideCode = [...s.querySelectorAll('pre')]
       .filter(p => p.scrollWidth > p.clientWidth + tol)
       .map(p => { const l = longest(p); return `${l.length} chars: ${l.trim().slice(0, 50)}`; });
@@ -71,7 +71,7 @@ def _open_deck(page, deck) -> list[str]:
     page.goto(deck.as_uri(), wait_until="load")
     waits = [
         ("reveal.js did not start (Reveal.isReady())", "window.Reveal && Reveal.isReady()", None),
-        ("MathJax did not load", "window.MathJax && MathJax.Hub && MathJax.Hub.Queue", None),
+        ("MathJax did not load", "!!(window.MathJax && MathJax.Hub && MathJax.Hub.Queue)", None),
     ]
     # Widget views (from the saved widget state) render asynchronously; wait for each to appear.
     n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
@@ -98,11 +98,11 @@ def _open_deck(page, deck) -> list[str]:
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_deck_offline_complete_and_fits(notebook, built_decks, page):
-    deck = built_decks[notebook.stem]
-    nb = _deck_notebook(notebook)
+    deck, snapshot = built_decks[notebook.stem]
+    nb = _deck_notebook(snapshot)
     SHOTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
-    index = {c.get("id"): i for i, c in enumerate(nbformat.read(notebook, as_version=4).cells)}
+    index = {c.get("id"): i for i, c in enumerate(nbformat.read(snapshot, as_version=4).cells)}
 
     failed = _open_deck(page, deck)
     assert not failed, f"{deck.name}:\n  " + "\n  ".join(failed)

@@ -54,7 +54,7 @@ def test_export_page_offline(notebook, built_html, page):
     exported = built_html[notebook.stem]
     nb = nbformat.read(notebook, as_version=4)
     page.goto(exported.as_uri(), wait_until="load")
-    page.wait_for_function("window.MathJax && MathJax.Hub", timeout=30_000)
+    page.wait_for_function("!!(window.MathJax && MathJax.Hub && MathJax.Hub.Queue)", timeout=30_000)
     page.evaluate("new Promise(resolve => MathJax.Hub.Queue(() => resolve(true)))")
     problems = []
     views = page.locator(f'script[type="{WIDGET_VIEW}"]').count()
