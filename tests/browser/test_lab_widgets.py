@@ -215,6 +215,7 @@ def test_bits_slider_redraws_plot_in_jupyterlab(lab_server, page):
         handle = slider.locator(".noUi-handle")
         now, top = int(handle.get_attribute("aria-valuenow").split(".")[0]), handle.get_attribute("aria-valuemax")
         key = "ArrowLeft" if str(now) == str(top).split(".")[0] else "ArrowRight"
+        slider.scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "lesson02-before.png"))
 
         handle.focus()
