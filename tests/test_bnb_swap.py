@@ -1,0 +1,64 @@
+"""Tests of the bitsandbytes layer-swapping helpers in helpers.bnb_ref (swap_linears, bnb_int8, bnb_4bit)."""
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from helpers.bnb_ref import bnb_4bit, bnb_int8, llm_int8_linear, swap_linears
+
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 32))
+
+
+def test_swap_linears_replaces_every_plain_linear_and_leaves_the_original():
+    model = _mlp()
+    swapped = swap_linears(model, lambda lin: bnb_int8(lin, threshold=6.0))
+    assert all(type(m) is nn.Linear for m in (model[0], model[2]))
+    assert type(swapped[0]).__name__ == "Linear8bitLt" and type(swapped[2]).__name__ == "Linear8bitLt"
+    assert isinstance(swapped[1], nn.ReLU)
+
+
+def test_bnb_int8_matches_the_reference_in_eval_mode():
+    lin = _mlp()[0]
+    x = torch.randn(16, 64)
+    x[:, 3] *= 20  # one outlier column, above the 6.0 threshold
+    layer = bnb_int8(lin, threshold=6.0).eval()
+    with torch.no_grad():
+        got = layer(x).float()
+        ref = llm_int8_linear(x, lin.weight, lin.bias, threshold=6.0)
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+def test_bnb_4bit_close_to_float_and_packed(quant_type):
+    lin = _mlp()[0]
+    layer = bnb_4bit(lin, quant_type, 64, double_quant=True, compute_dtype=torch.float32).eval()
+    x = torch.randn(8, 64)
+    with torch.no_grad():
+        rel = (layer(x) - lin(x)).norm() / lin(x).norm()
+    assert rel < 0.2
+    assert layer.weight.numel() == lin.weight.numel() // 2  # two 4-bit codes per byte
+
+
+def test_bad_inputs():
+    lin = nn.Linear(64, 8)
+    with pytest.raises(TypeError, match="model"):
+        swap_linears("model", lambda lin: lin)
+    with pytest.raises(TypeError, match="factory"):
+        swap_linears(_mlp(), None)
+    with pytest.raises(TypeError, match="linear"):
+        bnb_int8(nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="threshold"):
+        bnb_int8(lin, threshold=-1.0)
+    with pytest.raises(TypeError, match="linear"):
+        bnb_4bit(nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="quant_type"):
+        bnb_4bit(lin, "int4")
+    with pytest.raises(ValueError, match="blocksize"):
+        bnb_4bit(lin, "nf4", 48)
