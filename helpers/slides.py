@@ -214,7 +214,7 @@ def _write_index(out_dir: Path, entries: Sequence[tuple[str, str]], heading: str
         '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"/>'
         f"<title>{html.escape(heading)}</title>\n"
         "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.6}</style></head>\n"
-        f"<body>\n<h1>{html.escape(heading)}</h1>\n<ol>\n{items}\n</ol>\n</body>\n</html>\n"
+        f'<body>\n<h1>{html.escape(heading)}</h1>\n<ul style="list-style:none;padding:0">\n{items}\n</ul>\n</body>\n</html>\n'
     )
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
