@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from helpers._validate import check_bits, check_float_tensor
 from helpers.plotting import COLORS, new_figure
 
-__all__ = ["METHOD_COLORS", "clip_ranges_figure", "observer_figure", "ablation_figure"]
+__all__ = ["METHOD_COLORS", "clip_ranges_figure", "observer_figure", "observer_grid_figure", "ablation_figure"]
 
 #: One colour per observer, shared by the figures and the widget.
 METHOD_COLORS = {
@@ -107,6 +107,35 @@ def observer_figure(
     ax.legend(fontsize=8, loc="upper right")
     if readout:
         ax.text(0.02, 0.95, readout, transform=ax.transAxes, va="top", fontsize=8, family="monospace")
+    return fig
+
+
+def observer_grid_figure(
+    x: torch.Tensor, settings: Sequence[tuple[str, float, float, int]], *, ncols: int = 3
+) -> Figure:
+    """Small multiples of one layer: for each ``(title, x_min, x_max, bits)`` the histogram with that clip range.
+
+    The static companion of the widget (reads without a kernel). Taught in 05_ptsq.
+    """
+    x = check_float_tensor(x, "x")
+    if not settings:
+        raise ValueError("settings must hold at least one (title, x_min, x_max, bits) tuple")
+    nrows = -(-len(settings) // ncols)
+    fig, axes = new_figure(9.0, 2.4 * nrows, nrows=nrows, ncols=ncols, squeeze=False, sharex=True)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(settings):
+            ax.set_visible(False)
+            continue
+        title, lo, hi, bits = settings[k]
+        bits = check_bits(bits, lo=2, hi=8)
+        _hist(ax, x)
+        ax.axvspan(float(lo), float(hi), color=COLORS["clip"], alpha=0.15)
+        ax.axvline(float(hi), color=COLORS["clip"], lw=1.4)
+        clipped = x.reshape(-1)[x.reshape(-1) > float(hi)]
+        if clipped.numel():
+            ax.hist(clipped.float().numpy(), bins=10, color=COLORS["err"], log=True)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
     return fig
 
 
