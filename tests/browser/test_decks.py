@@ -33,6 +33,8 @@ INSPECT_SLIDE = """(tol) => {
       .filter(p => p.scrollWidth > p.clientWidth + tol)
       .map(p => { const l = longest(p); return `${l.length} chars: ${l.trim().slice(0, 50)}`; });
   const imgs = [...s.querySelectorAll('img')];
+  const blankMath = [...s.querySelectorAll('.MathJax_CHTML')]
+      .filter(m => !m.closest('aside.notes') && m.getBoundingClientRect().width === 0).length;
   return {
     h: idx.h, v: idx.v, f: idx.f === undefined ? -1 : idx.f,
     label: (heading || firstText).replace(/\u00b6/g, '').trim().slice(0, 70),
@@ -40,6 +42,7 @@ INSPECT_SLIDE = """(tol) => {
     height: s.scrollHeight, width: s.scrollWidth, maxHeight: cfg.height, maxWidth: cfg.width,
     wideCode: wideCode,
     images: imgs.length,
+    blankMath: blankMath,
     brokenImages: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 60)),
   };
 }"""
@@ -139,11 +142,14 @@ def test_deck_offline_complete_and_fits(notebook, built_decks, page):
                 problems.append(f"{where} is {info['width']} px wide, the slide is {info['maxWidth']} px")
             problems += [f"{where}: code/output line cut off ({line})" for line in info["wideCode"]]
             problems += [f"{where}: image did not load: {src}" for src in info["brokenImages"]]
+            if info["blankMath"]:
+                problems.append(f"{where}: {info['blankMath']} formula(s) typeset but not shown (zero width)")
             if figure_shot is None and info["images"] and not info["brokenImages"]:
                 figure_shot = SHOTS / f"{notebook.stem}-figure.png"
                 page.screenshot(path=str(figure_shot))
         before = (info["h"], info["v"], info["f"])
-        page.evaluate("Reveal.next()")
+        # The deck re-typesets the math of each slide it shows; let MathJax finish before measuring.
+        page.evaluate("new Promise(resolve => { Reveal.next(); MathJax.Hub.Queue(() => resolve(true)); })")
         after = page.evaluate(
             "(() => { const i = Reveal.getIndices(); return [i.h, i.v, i.f === undefined ? -1 : i.f]; })()"
         )
