@@ -44,7 +44,7 @@ def panel(
         if not isinstance(control, widgets.ValueWidget):
             raise TypeError(f"controls[{name!r}] must be an ipywidgets value control, got {type(control).__name__}")
 
-    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto", align_self="flex-start"))
     readout = widgets.HTML()
     rows = [widgets.HBox(list(controls.values())[i : i + columns]) for i in range(0, len(controls), columns)]
     box = widgets.VBox([*rows, image, readout])
