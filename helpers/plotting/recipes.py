@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from matplotlib.ticker import FuncFormatter
+
 from helpers.plotting import COLORS, new_figure
 from helpers.recipes import Result, pareto_front
 
@@ -28,19 +30,15 @@ def plot_pareto(
         fig, ax = new_figure(7.5, 4.0)
     front = pareto_front(results)
     on_front = {(r.model, r.method) for r in front}
-    for r in results:
+    for i, r in enumerate(results, start=1):
         colour = COLORS["quant"] if (r.model, r.method) in on_front else COLORS["x"]
         marker = "*" if r.method == "fp32" else "o"
-        ax.scatter(r.size_bytes / 1e6, r.quality, s=90 if marker == "*" else 40, color=colour, marker=marker, zorder=3)
-        ax.annotate(r.method, (r.size_bytes / 1e6, r.quality), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.plot(
-        [r.size_bytes / 1e6 for r in front],
-        [r.quality for r in front],
-        color=COLORS["quant"],
-        lw=1.2,
-        zorder=2,
-        label="Pareto front",
-    )
+        x = r.size_bytes / 1e6
+        ax.scatter(
+            x, r.quality, s=90 if marker == "*" else 40, color=colour, marker=marker, zorder=3, label=f"{i}. {r.method}"
+        )
+        ax.annotate(str(i), (x, r.quality), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    ax.plot([r.size_bytes / 1e6 for r in front], [r.quality for r in front], color=COLORS["quant"], lw=1.2, zorder=2)
     if highlight is not None:
         ax.scatter(
             highlight.size_bytes / 1e6,
@@ -50,12 +48,24 @@ def plot_pareto(
             edgecolors=COLORS["err"],
             linewidths=2,
             zorder=4,
-            label=f"pick: {highlight.method}",
         )
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("size (MB, log scale)")
     ax.set_ylabel(quality_name)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    # Numbers on the points, names in the legend beside the axes: labels never overlap.
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=7,
+        frameon=False,
+        handletextpad=0.2,
+        title="orange: Pareto front" + ("\nred ring: pick" if highlight is not None else ""),
+        title_fontsize=7,
+    )
     return fig if fig is not None else ax.figure
