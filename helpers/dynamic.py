@@ -611,10 +611,13 @@ def latency_sweep(
 ) -> dict[str, dict[int, object]]:
     """Median latency of every model at every batch: ``variant -> batch size -> Timing``.
 
-    For each batch the variants are timed one after the other (warm-up, then the median of
-    ``repeats``), so each ratio compares runs made minutes-apart at most. Taught in 04_ptdq.
+    For each batch, every model is warmed up ``warmup`` times, then the models are timed in
+    round-robin (one call each, ``repeats`` rounds), so a burst of load on a shared machine hits
+    all variants alike; each Timing holds the median of its ``repeats`` calls. Taught in 04_ptdq.
     """
-    from helpers.measure import measure_latency
+    import statistics
+
+    from helpers.measure import Timing, measure_latency
 
     if not isinstance(models, dict) or not models:
         raise ValueError("models must be a non-empty dict name -> model")
@@ -623,10 +626,18 @@ def latency_sweep(
             raise TypeError(f"models[{name!r}] must be an nn.Module, got {type(model).__name__}")
     if not isinstance(batches, dict) or not batches:
         raise ValueError("batches must be a non-empty dict batch size -> tokenized batch")
+    warmup = check_int(warmup, "warmup", lo=0)
+    repeats = check_int(repeats, "repeats", lo=1)
     out: dict[str, dict[int, object]] = {name: {} for name in models}
     for size, batch in batches.items():
-        for name, model in models.items():
-            out[name][size] = measure_latency(
-                lambda model=model, batch=batch: model(**batch), warmup=warmup, repeats=repeats, threads=threads
-            )
+        calls = {name: (lambda model=model, batch=batch: model(**batch)) for name, model in models.items()}
+        samples: dict[str, list[float]] = {name: [] for name in models}
+        for fn in calls.values():
+            if warmup:
+                measure_latency(fn, warmup=warmup - 1, repeats=1, threads=threads)
+        for _ in range(repeats):
+            for name, fn in calls.items():
+                samples[name].append(measure_latency(fn, warmup=0, repeats=1, threads=threads).median_ms)
+        for name, ms in samples.items():
+            out[name][size] = Timing(statistics.median(ms), min(ms), max(ms), repeats, warmup, threads)
     return out
