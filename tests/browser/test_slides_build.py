@@ -87,3 +87,77 @@ def test_pages_load_nothing_from_a_cdn(tmp_path):
         assert not remote, f"{page.name} loads {remote}"
         assert (page.parent / "_static" / "mathjax" / "MathJax.js").is_file()
         assert (page.parent / "index.html").is_file()
+
+
+def _png_b64(width: int, height: int) -> str:
+    """A base64 PNG header of the given size (enough for the size estimate; never rendered)."""
+    import base64
+    import struct
+
+    head = (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + b"IHDR"
+        + struct.pack(">II", width, height)
+        + b"\x08\x06\x00\x00\x00"
+    )
+    return base64.b64encode(head + b"\x00" * 16).decode()
+
+
+def _types(deck):
+    return [c.metadata.get("slideshow", {}).get("slide_type", "-") for c in deck.cells]
+
+
+def test_overfull_slide_is_split_into_subslides_in_the_copy_only():
+    ten = "\n".join(f"y = {i}" for i in range(10))
+    nb = _nb(("md", "## Many cells", "slide"), *[("code", ten, "fragment" if i % 2 else "-") for i in range(6)])
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Next", metadata={"slideshow": {"slide_type": "slide"}}))
+    deck = slides.deck_notebook(nb)
+    types = _types(deck)
+    assert types[0] == "slide" and types[-1] == "slide"  # the author's breaks stay
+    assert "subslide" in types[1:-1]  # breaks were added where the code no longer fits
+    assert [c.metadata["slideshow"]["slide_type"] for c in nb.cells[1:7]] == ["-", "fragment"] * 3  # input untouched
+    heights = [slides.estimate_cell_height(c) for c in deck.cells]
+    used = 0.0  # every slide of the copy fits the budget by the estimate
+    for kind, h in zip(types, heights, strict=True):
+        used = h if kind in ("slide", "subslide") else used + h
+        assert used <= slides.SLIDE_BUDGET
+    assert _types(slides.deck_notebook(nb, split=False)) == ["slide"] + ["-", "fragment"] * 3 + ["slide"]
+
+
+def test_short_slides_are_not_split():
+    nb = _nb(
+        ("md", "# T\n\nOne line.", "slide"), ("code", "x = 1", "-"), ("md", "note", "notes"), ("code", "y", "fragment")
+    )
+    assert _types(slides.deck_notebook(nb)) == ["slide", "-", "notes", "fragment"]
+
+
+def test_height_estimate_grows_with_content_and_caps_figures():
+    short, long = _nb(("code", "x = 1", "-"), ("code", "\n".join("x = 1" for _ in range(20)), "-")).cells
+    assert slides.estimate_cell_height(long) > slides.estimate_cell_height(short) + 300
+    wrapped = _nb(("code", "x" * (3 * slides.CODE_CPL), "-")).cells[0]  # one source line, shown on three
+    assert slides.estimate_cell_height(wrapped) == pytest.approx(
+        slides.estimate_cell_height(short) + 2 * slides.CODE_LINE
+    )
+    md_short, md_long = _nb(("md", "## H\n\nshort", "-"), ("md", "## H\n\n" + "word " * 200, "-")).cells
+    assert slides.estimate_cell_height(md_long) > slides.estimate_cell_height(md_short) + 3 * slides.PROSE_LINE
+    fig = _nb(("code", "plot()", "-")).cells[0]
+    fig.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _png_b64(800, 300), "text/plain": "F"})]
+    h_small = slides.estimate_cell_height(fig)
+    fig.outputs[0].data["image/png"] = _png_b64(2400, 2400)  # scaled to the width, then capped in height
+    h_big = slides.estimate_cell_height(fig)
+    assert h_small < h_big <= slides.estimate_cell_height(short) + 9 + slides.IMAGE_MAX_HEIGHT + 55
+    assert slides.estimate_cell_height(_nb(("md", "long speaker notes " * 50, "notes")).cells[0]) == 0.0
+
+
+def test_a_code_cell_taller_than_a_slide_is_tagged_for_the_css():
+    nb = _nb(("md", "# T", "slide"), ("code", "\n".join(f"x{i} = {i}" for i in range(60)), "-"))
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="\n".join(map(str, range(60))))]
+    deck = slides.deck_notebook(nb)
+    assert _types(deck) == ["slide", "subslide"]
+    assert slides.TALL_TAG in deck.cells[1].metadata["tags"] and "tags" not in nb.cells[1].metadata
+
+
+def test_split_budget_must_be_positive():
+    with pytest.raises(ValueError, match="budget"):
+        slides.split_overfull_slides(_nb(("md", "# T", "slide")), budget=0)
