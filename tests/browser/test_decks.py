@@ -99,6 +99,45 @@ def _open_deck(page, deck) -> list[str]:
     return []
 
 
+def _walk(page, stem: str, index: dict) -> tuple[list[str], int, int, bool]:
+    """Step through every slide and fragment; return (problems, slides seen, total, whether a figure showed).
+
+    Measures each slide's own box (``scrollHeight``/``scrollWidth`` of the reveal.js section, in
+    the deck's 1280x720 coordinates): what a presenter sees. Content inside a scroll box does not
+    count; content that spills out of the slide does.
+    """
+    problems: list[str] = []
+    seen, figure_shot, steps = set(), None, 0
+    while True:
+        info = page.evaluate(INSPECT_SLIDE, TOLERANCE_PX)
+        key = (info["h"], info["v"])
+        if key not in seen:
+            seen.add(key)
+            where = f"slide {info['h'] + 1}.{info['v'] + 1} ({info['label']!r}, {_cells(info['cells'], index)})"
+            if info["height"] > info["maxHeight"] + TOLERANCE_PX:
+                problems.append(f"{where} is {info['height']} px tall, the slide is {info['maxHeight']} px")
+            if info["width"] > info["maxWidth"] + TOLERANCE_PX:
+                problems.append(f"{where} is {info['width']} px wide, the slide is {info['maxWidth']} px")
+            problems += [f"{where}: code/output line cut off ({line})" for line in info["wideCode"]]
+            problems += [f"{where}: image did not load: {src}" for src in info["brokenImages"]]
+            if info["blankMath"]:
+                problems.append(f"{where}: {info['blankMath']} formula(s) typeset but not shown (zero width)")
+            if figure_shot is None and info["images"] and not info["brokenImages"]:
+                figure_shot = SHOTS / f"{stem}-figure.png"
+                page.screenshot(path=str(figure_shot))
+        before = (info["h"], info["v"], info["f"])
+        # The deck re-typesets the math of each slide it shows; let MathJax finish before measuring.
+        page.evaluate("new Promise(resolve => { Reveal.next(); MathJax.Hub.Queue(() => resolve(true)); })")
+        after = page.evaluate(
+            "(() => { const i = Reveal.getIndices(); return [i.h, i.v, i.f === undefined ? -1 : i.f]; })()"
+        )
+        steps += 1
+        if tuple(after) == before or steps > 2000:
+            break
+    total = page.evaluate("Reveal.getTotalSlides()")
+    return problems, len(seen), total, figure_shot is not None
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_deck_offline_complete_and_fits(notebook, built_decks, page):
     deck, snapshot = built_decks[notebook.stem]
@@ -128,40 +167,51 @@ def test_deck_offline_complete_and_fits(notebook, built_decks, page):
         problems += [f"MathJax error: {e}" for e in math["errors"]]
         problems += [f"formula left as raw TeX: {t!r}" for t in math["raw"]]
 
-    # Walk every slide and fragment.
-    seen, figure_shot, steps = set(), None, 0
-    while True:
-        info = page.evaluate(INSPECT_SLIDE, TOLERANCE_PX)
-        key = (info["h"], info["v"])
-        if key not in seen:
-            seen.add(key)
-            where = f"slide {info['h'] + 1}.{info['v'] + 1} ({info['label']!r}, {_cells(info['cells'], index)})"
-            if info["height"] > info["maxHeight"] + TOLERANCE_PX:
-                problems.append(f"{where} is {info['height']} px tall, the slide is {info['maxHeight']} px")
-            if info["width"] > info["maxWidth"] + TOLERANCE_PX:
-                problems.append(f"{where} is {info['width']} px wide, the slide is {info['maxWidth']} px")
-            problems += [f"{where}: code/output line cut off ({line})" for line in info["wideCode"]]
-            problems += [f"{where}: image did not load: {src}" for src in info["brokenImages"]]
-            if info["blankMath"]:
-                problems.append(f"{where}: {info['blankMath']} formula(s) typeset but not shown (zero width)")
-            if figure_shot is None and info["images"] and not info["brokenImages"]:
-                figure_shot = SHOTS / f"{notebook.stem}-figure.png"
-                page.screenshot(path=str(figure_shot))
-        before = (info["h"], info["v"], info["f"])
-        # The deck re-typesets the math of each slide it shows; let MathJax finish before measuring.
-        page.evaluate("new Promise(resolve => { Reveal.next(); MathJax.Hub.Queue(() => resolve(true)); })")
-        after = page.evaluate(
-            "(() => { const i = Reveal.getIndices(); return [i.h, i.v, i.f === undefined ? -1 : i.f]; })()"
-        )
-        steps += 1
-        if tuple(after) == before or steps > 2000:
-            break
-
-    if len(seen) != total:
-        problems.append(f"navigated {len(seen)} slides with Reveal.next(), Reveal.getTotalSlides() says {total}")
-    if _has_png(nb) and figure_shot is None:
+    walked, n_seen, total, figure_shown = _walk(page, notebook.stem, index)
+    problems += walked
+    if n_seen != total:
+        problems.append(f"navigated {n_seen} slides with Reveal.next(), Reveal.getTotalSlides() says {total}")
+    if _has_png(nb) and not figure_shown:
         problems.append("the deck's cells have figures but no slide showed a loaded image")
     if not _has_png(nb):
         problems.append("the deck has no figure: give the lesson's key figure a slide (slide_type 'slide')")
     problems += page.watch.problems()
     assert not problems, f"{deck.name}:\n  " + "\n  ".join(problems)
+
+
+def _synthetic(path, cells) -> tuple:
+    nb = nbformat.v4.new_notebook()
+    for i, (kind, source, slide_type, outputs) in enumerate(cells):
+        cell = nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source)
+        cell.id = f"c{i}"
+        if kind == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in outputs]
+        cell.metadata["slideshow"] = {"slide_type": slide_type}
+        nb.cells.append(cell)
+    nbformat.write(nb, path)
+    return path, {c.id: i for i, c in enumerate(nb.cells)}
+
+
+def test_deck_check_catches_a_slide_that_overflows(node_modules, tmp_path, page):
+    """The fit check can fail: one Markdown cell of 40 paragraphs cannot be split and must be reported.
+
+    In the same deck, a 60-line code cell with a 60-line output fits (its code and output scroll
+    inside boxes), and six 10-line code cells on one slide are split by the builder so they fit.
+    """
+    long_text = "\n\n".join(f"Paragraph {i}: this line is here to make the slide too tall." for i in range(40))
+    code = "\n".join(f"x{i} = {i}" for i in range(60))
+    ten = "\n".join(f"y = {i}" for i in range(10))
+    path, index = _synthetic(
+        tmp_path / "99_overflow.ipynb",
+        [("md", "# Overflow check", "slide", None), ("md", long_text, "slide", None)]
+        + [("code", code, "slide", ["\n".join(str(i) for i in range(60))])]
+        + [("md", "## Many cells", "slide", None)]
+        + [("code", ten, "fragment" if i % 2 else "-", ["done"]) for i in range(6)],
+    )
+    (deck,) = slides.build_decks([path], tmp_path / "deck", node_modules)
+    assert not _open_deck(page, deck)
+    problems, n_seen, total, _ = _walk(page, "99_overflow", index)
+    tall = [p for p in problems if "px tall" in p]
+    assert len(tall) == 1 and "slide 2.1" in tall[0] and "cell 1" in tall[0], problems
+    assert problems == tall, problems
+    assert n_seen == total >= 5  # the six code cells were split over several subslides
