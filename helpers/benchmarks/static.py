@@ -10,13 +10,14 @@ Taught in 05_ptsq (the notebook uses ``eager_static_int8`` and ``size_and_latenc
 from __future__ import annotations
 
 import copy
+import statistics
 import warnings
 
 import torch
 from torch import nn
 
 from helpers._validate import check_choice, check_int
-from helpers.measure import latency_ratio, measure_latency, serialized_size
+from helpers.measure import Timing, latency_ratio, measure_latency, serialized_size
 
 __all__ = ["build_fp32", "eager_static_int8", "size_and_latency", "run", "MODELS"]
 
@@ -73,12 +74,22 @@ def eager_static_int8(model: nn.Module, calib: torch.Tensor, engine: str = "x86"
 
 
 def size_and_latency(fp32: nn.Module, int8: nn.Module, x: torch.Tensor, *, repeats: int = 10, warmup: int = 2) -> dict:
-    """Serialized sizes (bytes) and median latencies (ms, 2 threads) of ``fp32`` and ``int8`` on ``x``, and their ratios."""
+    """Serialized sizes (bytes) and median latencies (ms, 2 threads) of ``fp32`` and ``int8`` on ``x``, and their ratios.
+
+    After ``warmup`` calls each, the two models run alternately ``repeats`` times (interleaved timing).
+    """
     repeats = check_int(repeats, "repeats", lo=1)
     warmup = check_int(warmup, "warmup", lo=0)
     s32, s8 = serialized_size(fp32), serialized_size(int8)
-    t32 = measure_latency(lambda: fp32(x), warmup=warmup, repeats=repeats, threads=2)
-    t8 = measure_latency(lambda: int8(x), warmup=warmup, repeats=repeats, threads=2)
+    measure_latency(lambda: fp32(x), warmup=warmup, repeats=1, threads=2)
+    measure_latency(lambda: int8(x), warmup=warmup, repeats=1, threads=2)
+    # interleave the two models run by run, so a load change on a shared machine hits both alike
+    runs32, runs8 = [], []
+    for _ in range(repeats):
+        runs32.append(measure_latency(lambda: fp32(x), warmup=0, repeats=1, threads=2).median_ms)
+        runs8.append(measure_latency(lambda: int8(x), warmup=0, repeats=1, threads=2).median_ms)
+    t32 = Timing(statistics.median(runs32), min(runs32), max(runs32), repeats, warmup, 2)
+    t8 = Timing(statistics.median(runs8), min(runs8), max(runs8), repeats, warmup, 2)
     return {
         "fp32_bytes": s32,
         "int8_bytes": s8,
