@@ -38,6 +38,7 @@ class Result(NamedTuple):
     quantize_s: float
     retrieval: float | None = None
     note: str = ""
+    has_kernel: bool = True  # False: simulated (fake-quant) — no kernel here runs the stored format
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -79,13 +80,19 @@ def pareto_front(results: Iterable[Result]) -> list[Result]:
 
 
 def recommend(
-    results: Iterable[Result], *, max_drop: float, goal: str = "size", baseline: str = "fp32"
+    results: Iterable[Result],
+    *,
+    max_drop: float,
+    goal: str = "size",
+    baseline: str = "fp32",
+    require_kernel: bool = False,
 ) -> Result | None:
     """The best row whose quality is within ``max_drop`` of the ``baseline`` row.
 
     ``goal="size"`` picks the smallest, ``"speed"`` the fastest (largest speed-up, ties broken by
-    size), ``"quality"`` the most faithful among the quantized rows. Returns None when no
-    quantized row is within the budget.
+    size), ``"quality"`` the most faithful among the quantized rows. ``require_kernel=True`` keeps
+    only rows that run with a real kernel here (not simulated). Returns None when no quantized
+    row is within the budget.
     """
     rows = _check_results(results)
     max_drop = check_finite_number(max_drop, "max_drop")
@@ -95,7 +102,13 @@ def recommend(
     base = [r for r in rows if r.method == baseline]
     if len(base) != 1:
         raise ValueError(f"results must contain exactly one row with method {baseline!r}, found {len(base)}")
-    ok = [r for r in rows if r.method != baseline and base[0].quality - r.quality <= max_drop]
+    if not isinstance(require_kernel, bool):
+        raise TypeError(f"require_kernel must be True or False, got {require_kernel!r}")
+    ok = [
+        r
+        for r in rows
+        if r.method != baseline and base[0].quality - r.quality <= max_drop and (r.has_kernel or not require_kernel)
+    ]
     if not ok:
         return None
     if goal == "size":

@@ -116,3 +116,11 @@ def test_decision_widget_redraws():
     assert box.image.value != png and box.readout.value != text and "int4" in box.readout.value
     box.controls["max_drop"].value = 0.0
     assert "no quantized method" in box.readout.value
+
+
+def test_recommend_can_require_a_real_kernel():
+    rows = [r._replace(has_kernel=r.method != "int4") for r in _rows()]
+    assert recommend(rows, max_drop=2.5, goal="size").method == "int4"
+    assert recommend(rows, max_drop=2.5, goal="size", require_kernel=True).method == "int8"
+    with pytest.raises(TypeError, match="require_kernel"):
+        recommend(rows, max_drop=1, require_kernel="yes")
