@@ -24,15 +24,30 @@ __all__ = [
 ]
 
 
+def column_bars(
+    ax, values: torch.Tensor, highlight: torch.Tensor, labels: tuple[str | None, str | None] = (None, None)
+) -> None:
+    """One thin vertical line per column, from the axis floor to ``values[j]``; ``highlight`` columns in red.
+
+    ``vlines`` draws 1,536 columns far faster than ``bar`` (one artist instead of one rectangle each).
+    """
+    v = values.detach().float().flatten()
+    idx = torch.arange(v.numel())
+    floor = float(v[v > 0].min()) / 2 if bool((v > 0).any()) else 1e-3
+    for mask, colour, label in ((~highlight, COLORS["x"], labels[0]), (highlight, COLORS["err"], labels[1])):
+        if bool(mask.any()):
+            ax.vlines(
+                idx[mask].numpy(), floor, v[mask].clamp(min=floor).numpy(), color=colour, linewidth=0.8, label=label
+            )
+
+
 def plot_feature_absmax(col_absmax: torch.Tensor, threshold: float = 6.0, title: str = "") -> Figure:
     """Bar plot of ``max |x|`` per hidden feature, the columns at or above ``threshold`` highlighted."""
     check_float_tensor(col_absmax, "col_absmax")
     v = col_absmax.detach().float().flatten()
     fig, ax = new_figure(8, 3.2)
-    idx = torch.arange(v.numel())
     out = v >= threshold
-    ax.bar(idx[~out].numpy(), v[~out].numpy(), width=1.0, color=COLORS["x"], label="feature")
-    ax.bar(idx[out].numpy(), v[out].numpy(), width=1.0, color=COLORS["err"], label=f"|x| >= {threshold:g}")
+    column_bars(ax, v, out, ("feature", f"|x| >= {threshold:g}"))
     if threshold > 0:
         ax.axhline(threshold, color=COLORS["clip"], ls="--", lw=1, label=f"threshold {threshold:g}")
     ax.set_yscale("log")
@@ -132,9 +147,7 @@ def draw_threshold_blocksize(
     col = a.abs().amax(0)
     out = col >= threshold if threshold > 0 else torch.zeros_like(col, dtype=torch.bool)
     fig, (ax1, ax2) = new_figure(9, 3.2, ncols=2)
-    idx = torch.arange(col.numel())
-    ax1.bar(idx[~out].numpy(), col[~out].numpy(), width=1.0, color=COLORS["x"])
-    ax1.bar(idx[out].numpy(), col[out].numpy(), width=1.0, color=COLORS["err"])
+    column_bars(ax1, col, out)
     if threshold > 0:
         ax1.axhline(threshold, color=COLORS["clip"], ls="--", lw=1)
     ax1.set_yscale("log")
