@@ -34,6 +34,7 @@ __all__ = [
     "int8_vectorwise_quantize",
     "outlier_columns",
     "llm_int8_linear",
+    "llm_int8_matmul",
     "per_tensor_int8_linear",
     "Int8RefLinear",
     "pack_nibbles",
@@ -266,17 +267,48 @@ def llm_int8_linear(
             raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     threshold = _check_threshold(threshold)
     w_q, w_absmax, _ = int8_vectorwise_quantize(weight)
+    return llm_int8_matmul(x, w_q, w_absmax, bias, threshold)
+
+
+def llm_int8_matmul(
+    x: torch.Tensor,
+    w_q: torch.Tensor,
+    w_absmax: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    threshold: float = 6.0,
+) -> torch.Tensor:
+    """Steps 2-4 of ``llm_int8_linear`` with the weights already quantized (as a deployed layer holds them).
+
+    ``w_q``/``w_absmax`` come from ``int8_vectorwise_quantize(weight)`` (int8 codes, one absmax
+    per output row) — what ``Linear8bitLt`` stores as ``weight`` and ``SCB``.
+    Taught in 07_bitsandbytes.
+    """
+    check_float_tensor(x, "x")
+    check_tensor(w_q, "w_q")
+    if w_q.dtype != torch.int8 or w_q.ndim != 2 or x.shape[-1] != w_q.shape[1]:
+        raise ValueError(
+            f"w_q must be a 2-d int8 tensor (out_features, in_features={x.shape[-1]}), "
+            f"got dtype {w_q.dtype} and shape {tuple(w_q.shape)}"
+        )
+    check_float_tensor(w_absmax, "w_absmax")
+    if w_absmax.shape != (w_q.shape[0],):
+        raise ValueError(f"w_absmax must have shape ({w_q.shape[0]},), got {tuple(w_absmax.shape)}")
+    if bias is not None:
+        check_float_tensor(bias, "bias")
+        if bias.shape != (w_q.shape[0],):
+            raise ValueError(f"bias must have shape ({w_q.shape[0]},), got {tuple(bias.shape)}")
+    threshold = _check_threshold(threshold)
     a = x.reshape(-1, x.shape[-1])
     x_q, x_absmax, cols = int8_vectorwise_quantize(a, threshold)
     acc = _int32_matmul(x_q, w_q)
-    y = acc * (x_absmax.unsqueeze(1) * w_absmax.unsqueeze(0)) * _INV_127_SQ
+    y = acc * (x_absmax.unsqueeze(1) * w_absmax.float().unsqueeze(0)) * _INV_127_SQ
     if bias is not None:
         y = y + bias.float()
     y = y.to(x.dtype)
     if cols.numel():
-        w_hat = (w_q[:, cols] * w_absmax.unsqueeze(1) * _INV_127).to(x.dtype)
+        w_hat = (w_q[:, cols] * w_absmax.float().unsqueeze(1) * _INV_127).to(x.dtype)
         y = y.addmm(a[:, cols], w_hat.t())
-    return y.reshape(*x.shape[:-1], weight.shape[0])
+    return y.reshape(*x.shape[:-1], w_q.shape[0])
 
 
 def per_tensor_int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -62,3 +62,24 @@ def test_bad_inputs():
         bnb_4bit(lin, "int4")
     with pytest.raises(ValueError, match="blocksize"):
         bnb_4bit(lin, "nf4", 48)
+
+
+def test_llm_int8_matmul_equals_linear_with_prequantized_weights():
+    from helpers.bnb_ref import int8_vectorwise_quantize, llm_int8_matmul
+
+    lin = _mlp()[0]
+    x = torch.randn(24, 64)
+    x[:, 5] *= 30
+    w_q, w_absmax, _ = int8_vectorwise_quantize(lin.weight.detach())
+    for t in (0.0, 6.0):
+        assert torch.equal(
+            llm_int8_matmul(x, w_q, w_absmax, lin.bias.detach(), t), llm_int8_linear(x, lin.weight, lin.bias, t)
+        )
+    with pytest.raises(ValueError, match="w_q"):
+        llm_int8_matmul(x, w_q.float().to(torch.int32), w_absmax)
+    with pytest.raises(ValueError, match="w_absmax"):
+        llm_int8_matmul(x, w_q, w_absmax[:3])
+    with pytest.raises(ValueError, match="bias"):
+        llm_int8_matmul(x, w_q, w_absmax, torch.zeros(3))
+    with pytest.raises(ValueError, match="threshold"):
+        llm_int8_matmul(x, w_q, w_absmax, None, -2.0)
