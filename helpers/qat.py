@@ -112,6 +112,20 @@ def _check_axis_arg(axis: int | None, x: torch.Tensor) -> int | None:
 # ---------------------------------------------------------------------------- STE fake quantization
 
 
+def _ste_args(
+    x: torch.Tensor, scale: float | torch.Tensor, zero_point: int | torch.Tensor, qmin: int, qmax: int, axis: int | None
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Validate the fake-quant arguments; return ``scale``/``zero_point`` shaped to broadcast and ``qmin``/``qmax``."""
+    check_float_tensor(x, "x")
+    qmin, qmax = _check_qmin_qmax(qmin, qmax)
+    axis = _check_axis_arg(axis, x)
+    check_positive(scale if isinstance(scale, torch.Tensor) else check_finite_number(scale, "scale"), "scale")
+    _check_zero_point(zero_point, qmin, qmax)
+    s = _param(scale, x, axis, "scale")
+    z = _param(zero_point, x, axis, "zero_point")
+    return s, z, qmin, qmax
+
+
 class FakeQuantSTE(torch.autograd.Function):
     """Fake quantization whose backward is the straight-through estimator (clipped codes get 0).
 
@@ -150,13 +164,7 @@ def fake_quant_ste(
     ``torch.fake_quantize_per_tensor_affine`` / ``..._per_channel_affine`` bit for bit, and so does
     the gradient. Taught in 06_qat.
     """
-    check_float_tensor(x, "x")
-    qmin, qmax = _check_qmin_qmax(qmin, qmax)
-    axis = _check_axis_arg(axis, x)
-    check_positive(scale if isinstance(scale, torch.Tensor) else check_finite_number(scale, "scale"), "scale")
-    _check_zero_point(zero_point, qmin, qmax)
-    s = _param(scale, x, axis, "scale")
-    z = _param(zero_point, x, axis, "zero_point")
+    s, z, qmin, qmax = _ste_args(x, scale, zero_point, qmin, qmax, axis)
     return FakeQuantSTE.apply(x, s, z, qmin, qmax)
 
 
@@ -173,13 +181,7 @@ def ste_mask(
 
     Taught in 06_qat.
     """
-    check_float_tensor(x, "x")
-    qmin, qmax = _check_qmin_qmax(qmin, qmax)
-    axis = _check_axis_arg(axis, x)
-    check_positive(scale if isinstance(scale, torch.Tensor) else check_finite_number(scale, "scale"), "scale")
-    _check_zero_point(zero_point, qmin, qmax)
-    s = _param(scale, x, axis, "scale")
-    z = _param(zero_point, x, axis, "zero_point")
+    s, z, qmin, qmax = _ste_args(x, scale, zero_point, qmin, qmax, axis)
     code = torch.round(x * (1.0 / s)) + z
     return (code >= qmin) & (code <= qmax)
 
