@@ -362,6 +362,27 @@ def _granularity_args(
     return axis, group_size
 
 
+def _minmax_setup(
+    x: torch.Tensor,
+    bits: int,
+    scheme: str,
+    signed: bool,
+    restricted: bool,
+    granularity: str,
+    axis: int,
+    group_size: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, int, int, int | None, int | None]:
+    """Shared front half of ``quantize_tensor``/``fake_quantize_tensor``: validated min-max qparams and range."""
+    symmetric = _scheme_flags(scheme)
+    check_float_tensor(x, "x")
+    ax, gs = _granularity_args(x, granularity, axis, group_size)
+    scale, zero_point = calc_qparams(
+        x, bits, signed=signed, symmetric=symmetric, restricted=restricted, axis=ax, group_size=gs
+    )
+    qmin, qmax = qrange(bits, signed, restricted)
+    return scale, zero_point, qmin, qmax, ax, gs
+
+
 def quantize_tensor(
     x: torch.Tensor,
     bits: int = 8,
@@ -379,13 +400,9 @@ def quantize_tensor(
     ``"tensor"``, ``"channel"`` (along ``axis``) or ``"group"`` (``group_size`` elements along
     ``axis``). Taught in 02_affine_vs_scale.
     """
-    symmetric = _scheme_flags(scheme)
-    check_float_tensor(x, "x")
-    ax, gs = _granularity_args(x, granularity, axis, group_size)
-    scale, zero_point = calc_qparams(
-        x, bits, signed=signed, symmetric=symmetric, restricted=restricted, axis=ax, group_size=gs
+    scale, zero_point, qmin, qmax, ax, gs = _minmax_setup(
+        x, bits, scheme, signed, restricted, granularity, axis, group_size
     )
-    qmin, qmax = qrange(bits, signed, restricted)
     return quantize(x, scale, zero_point, qmin, qmax, axis=ax, group_size=gs), scale, zero_point
 
 
@@ -404,13 +421,9 @@ def fake_quantize_tensor(
 
     Taught in 02_affine_vs_scale.
     """
-    symmetric = _scheme_flags(scheme)
-    check_float_tensor(x, "x")
-    ax, gs = _granularity_args(x, granularity, axis, group_size)
-    scale, zero_point = calc_qparams(
-        x, bits, signed=signed, symmetric=symmetric, restricted=restricted, axis=ax, group_size=gs
+    scale, zero_point, qmin, qmax, ax, gs = _minmax_setup(
+        x, bits, scheme, signed, restricted, granularity, axis, group_size
     )
-    qmin, qmax = qrange(bits, signed, restricted)
     return fake_quantize(x, scale, zero_point, qmin, qmax, axis=ax, group_size=gs)
 
 
