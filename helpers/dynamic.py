@@ -117,9 +117,35 @@ def dynamic_act_qparams(
         lo, hi = torch.aminmax(x.detach().float())
     else:
         lo, hi = torch.aminmax(x.detach().float(), dim=1)
-    scale, zero_point = affine_qparams(lo, hi, bits, signed=signed, symmetric=symmetric)
     qmin, qmax = qrange(bits, signed=signed)
+    if not symmetric:
+        lo, hi = _small_scale_cutoff(lo, hi, qmax - qmin)
+    scale, zero_point = affine_qparams(lo, hi, bits, signed=signed, symmetric=symmetric)
     return scale.reshape(-1, 1), zero_point.reshape(-1, 1), qmin, qmax
+
+
+#: fbgemm/PyTorch's ``ChooseQuantizationParams`` never lets a dynamic activation scale fall below this.
+SMALL_SCALE_THRESHOLD = 6.1e-5
+
+
+def _small_scale_cutoff(lo: torch.Tensor, hi: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Widen ranges whose scale ``(hi - lo) / levels`` would be below ``SMALL_SCALE_THRESHOLD``, as fbgemm does.
+
+    A range touching 0 on one side is stretched on the other; otherwise both ends are scaled up
+    by the same factor. Without this, a near-constant input (e.g. one token of tiny values)
+    gets a finer grid here than in torch's kernel and the outputs differ by up to a code.
+    """
+    lo = torch.clamp(lo, max=0.0)
+    hi = torch.clamp(hi, min=0.0)
+    scale = (hi.double() - lo.double()) / levels
+    small = scale < SMALL_SCALE_THRESHOLD
+    if not bool(small.any()):
+        return lo, hi
+    span = SMALL_SCALE_THRESHOLD * levels
+    amplifier = SMALL_SCALE_THRESHOLD / scale.clamp(min=1e-300)
+    new_lo = torch.where(hi == 0, torch.full_like(lo, -span), torch.where(lo == 0, lo, (lo * amplifier).float()))
+    new_hi = torch.where(lo == 0, torch.full_like(hi, span), torch.where(hi == 0, hi, (hi * amplifier).float()))
+    return torch.where(small, new_lo, lo), torch.where(small, new_hi, hi)
 
 
 def _int_mm_ok(a: torch.Tensor, b: torch.Tensor) -> bool:

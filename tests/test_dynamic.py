@@ -529,3 +529,18 @@ def test_minilm_batch_and_latency_sweep(tiny):
         latency_sweep({"x": 1}, {2: fixed})
     with pytest.raises(ValueError, match="batches"):
         latency_sweep({"fp32": model}, {})
+
+
+def test_tiny_activation_range_uses_torchs_smallest_scale():
+    # One positive activation of 0.0073: its 7-bit scale would be 5.7e-5, below fbgemm's floor of
+    # 6.1e-5 (found by hypothesis: the outputs differed by 5e-6 before the floor was mirrored).
+    torch.backends.quantized.engine = "x86"
+    torch.manual_seed(1)
+    linear = nn.Linear(1, 1)
+    x = torch.randn(1, 1) * 0.0625
+    ref = _torch_dynamic(linear, False)
+    ours = DynamicInt8Linear.from_float(linear, weight_granularity="tensor")
+    assert torch.equal(ours(x), ref(x))
+    scale, zero_point, _, _ = dynamic_act_qparams(x, reduce_range=True)
+    q = torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range=True)
+    assert float(scale) == pytest.approx(q.q_scale(), rel=1e-6) and int(zero_point) == q.q_zero_point()
