@@ -27,7 +27,7 @@ from helpers._validate import (
     check_positive,
     check_tensor,
 )
-from helpers.affine import fake_quantize, qrange
+from helpers.affine import calc_qparams, fake_quantize, qrange
 
 __all__ = [
     "check_levels",
@@ -601,13 +601,10 @@ def nonuniform_fake_quantize(
         pad = (-n) % bs
         padded = torch.cat([flat, flat[-1:].expand(pad)]) if pad else flat
         blocks = padded.reshape(-1, bs)
-        lo = torch.clamp(blocks.amin(dim=1), max=0.0)
-        hi = torch.clamp(blocks.amax(dim=1), min=0.0)
+        scale, zp = calc_qparams(blocks, bits, signed=True, axis=0)  # one min-max range per block (row)
         qmin, qmax = qrange(bits, signed=True)
-        scale = torch.clamp((hi - lo) / float(qmax - qmin), min=torch.finfo(torch.float32).eps)
-        zp = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax)
-        x_hat = fake_quantize(blocks, scale, zp.to(torch.int32), qmin, qmax, axis=0)
-        return NonUniformResult(x_hat.reshape(-1)[:n].reshape(x.shape), None, torch.maximum(-lo, hi))
+        x_hat = fake_quantize(blocks, scale, zp, qmin, qmax, axis=0)
+        return NonUniformResult(x_hat.reshape(-1)[:n].reshape(x.shape), None, blocks.abs().amax(dim=1))
     scaled, absmax = _block_absmax_normalise(flat, bs)
     levels = method_levels(method, bits, scaled, seed=seed)
     q, absmax = blockwise_absmax_codebook(flat, levels, bs)
