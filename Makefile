@@ -7,6 +7,7 @@ PIP ?= $(PYTHON) -m pip
 
 install:
 	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -r requirements-nodeps.txt
 
 install-browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
