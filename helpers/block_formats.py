@@ -157,14 +157,19 @@ def e2m1_codes(v: torch.Tensor, ties: str = "even") -> torch.Tensor:
     """
     check_float_tensor(v, "v")
     check_choice(ties, "ties", _TIES)
+    return _e2m1_codes(v, ties)
+
+
+_E2M1_MIDS = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
+_E2M1_TIES_UP = torch.tensor([0.75, 1.75, 3.5])  # midpoints whose upper neighbour has the even code
+
+
+def _e2m1_codes(v: torch.Tensor, ties: str) -> torch.Tensor:
     a = v.abs().float()
-    # Midpoints between neighbouring magnitudes; a tie goes up when the upper code is even.
-    mids = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
-    up_on_tie = torch.tensor([False, True, False, True, False, True, False])
-    if ties == "gguf":
-        up_on_tie = torch.zeros(7, dtype=torch.bool)
-    above = torch.where(up_on_tie, a.unsqueeze(-1) >= mids, a.unsqueeze(-1) > mids)
-    mag = above.sum(-1).to(torch.uint8)
+    mag = torch.bucketize(a, _E2M1_MIDS)  # number of midpoints strictly below |v|
+    if ties == "even":
+        mag += torch.isin(a, _E2M1_TIES_UP)
+    mag = mag.to(torch.uint8)
     sign = ((v < 0) & (mag > 0)).to(torch.uint8) << 3
     return mag | sign
 
@@ -212,7 +217,8 @@ def _mx_exponent(blocks: torch.Tensor, elem: str) -> torch.Tensor:
 
 def _check_x(x: torch.Tensor, fmt: str) -> torch.Tensor:
     check_float_tensor(x, "x", allow_nonfinite=True)
-    if not bool(torch.isfinite(x).all()):
+    lo, hi = torch.aminmax(x.detach())  # one pass: NaN or inf makes the min or max non-finite
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
         raise ValueError("x must contain only finite values (no NaN or inf): block formats have no encoding for them")
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension (rows are cut along the last one)")
@@ -273,7 +279,7 @@ def _enc_mx(blocks: torch.Tensor, elem: str, ties: str) -> torch.Tensor:
     scaled = torch.ldexp(blocks, (-s).unsqueeze(-1).float())
     e = (s + 127).to(torch.uint8).reshape(-1, 1)
     if elem == "e2m1":
-        return torch.cat([e, _pack_nibbles(e2m1_codes(scaled, ties))], dim=1)
+        return torch.cat([e, _pack_nibbles(_e2m1_codes(scaled, ties))], dim=1)
     q = scaled.clamp(-vmax, vmax).to(_FP8[elem]).view(torch.uint8)
     return torch.cat([e, q], dim=1)
 
@@ -306,7 +312,7 @@ def _enc_nvfp4(blocks64: torch.Tensor, tensor_scale: float) -> torch.Tensor:
     s8 = (block_scale / ts).clamp(_E4M3_TINY, _E4M3_MAX).to(torch.float8_e4m3fn)
     s32 = s8.float()
     scaled = (b16 * ((1.0 / ts) / s32).unsqueeze(-1)).clamp(-6.0, 6.0)
-    codes = e2m1_codes(scaled).reshape(-1, 2, 8)
+    codes = _e2m1_codes(scaled, "even").reshape(-1, 2, 8)
     q = (codes[:, 0] | (codes[:, 1] << 4)).reshape(-1, 32)
     return torch.cat([s8.view(torch.uint8).reshape(-1, 4), q], dim=1)
 
