@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from helpers._validate import check_choice, check_finite_number, check_float_tensor, check_int, check_tensor
+from helpers.kernels import int8_matmul
 
 __all__ = [
     "dynamic_code",
@@ -227,17 +228,6 @@ def int8_vectorwise_quantize(
     return q, row_absmax, cols
 
 
-def _int32_matmul(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
-    """Exact int8 x int8 -> int32 product ``a @ b_t.T`` (``torch._int_mm`` when it applies)."""
-    m, k = a.shape
-    if m > 16 and k % 8 == 0 and b_t.shape[0] % 8 == 0 and hasattr(torch, "_int_mm"):
-        try:
-            return torch._int_mm(a, b_t.t())
-        except RuntimeError:
-            pass
-    return (a.long() @ b_t.long().t()).to(torch.int32)
-
-
 def llm_int8_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -300,7 +290,7 @@ def llm_int8_matmul(
     threshold = _check_threshold(threshold)
     a = x.reshape(-1, x.shape[-1])
     x_q, x_absmax, cols = int8_vectorwise_quantize(a, threshold)
-    acc = _int32_matmul(x_q, w_q)
+    acc = int8_matmul(x_q, w_q.t())
     y = acc * (x_absmax.unsqueeze(1) * w_absmax.float().unsqueeze(0)) * _INV_127_SQ
     if bias is not None:
         y = y + bias.float()
@@ -328,7 +318,7 @@ def per_tensor_int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     s_w = weight.abs().max().float().clamp(min=1e-12) / INT8_MAX
     x_q = torch.round(a / s_x).to(torch.int8)
     w_q = torch.round(weight.float() / s_w).to(torch.int8)
-    y = _int32_matmul(x_q, w_q) * (s_x * s_w)
+    y = int8_matmul(x_q, w_q.t()) * (s_x * s_w)
     if bias is not None:
         y = y + bias.float()
     return y.to(x.dtype).reshape(*x.shape[:-1], weight.shape[0])

@@ -30,6 +30,7 @@ from torch import nn
 
 from helpers._validate import check_bits, check_choice, check_float_tensor, check_int, check_tensor
 from helpers.affine import affine_qparams, calc_qparams, fake_quantize, qrange, quantize
+from helpers.kernels import _row_major, int8_matmul
 
 __all__ = [
     "WEIGHT_GRANULARITIES",
@@ -146,43 +147,6 @@ def _small_scale_cutoff(lo: torch.Tensor, hi: torch.Tensor, levels: int) -> tupl
     new_lo = torch.where(hi == 0, torch.full_like(lo, -span), torch.where(lo == 0, lo, (lo * amplifier).float()))
     new_hi = torch.where(lo == 0, torch.full_like(hi, span), torch.where(hi == 0, hi, (hi * amplifier).float()))
     return torch.where(small, new_lo, lo), torch.where(small, new_hi, hi)
-
-
-def _int_mm_ok(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether ``torch._int_mm(a, b)`` accepts these operands (CPU: any 2-d int8; CUDA: m > 16, k and n multiples of 8)."""
-    if a.device.type == "cpu":
-        return True
-    m, k = a.shape
-    n = b.shape[1]
-    return a.device.type == "cuda" and m > 16 and k % 8 == 0 and n % 8 == 0
-
-
-def _row_major(t: torch.Tensor) -> torch.Tensor:
-    """``t`` with standard row-major strides; a size-1 dimension can leave odd strides that ``_int_mm`` misreads."""
-    if t.stride() == (t.shape[1], 1):
-        return t
-    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
-
-
-def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Exact int32 product ``a @ b`` of int8 matrices ``a (m, k)`` and ``b (k, n)``.
-
-    Uses ``torch._int_mm`` (int8 x int8 -> int32 accumulate) where the shapes allow it, else an
-    int32 matmul (CPU) or an exact float64 one (other devices). Taught in 04_ptdq.
-    """
-    check_tensor(a, "a")
-    check_tensor(b, "b")
-    if a.dtype != torch.int8 or b.dtype != torch.int8:
-        raise TypeError(f"a and b must be int8 tensors, got {a.dtype} and {b.dtype}")
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(
-            f"a and b must be 2-d with a.shape[1] == b.shape[0], got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    if _int_mm_ok(a, b):
-        return torch._int_mm(_row_major(a), _row_major(b))
-    if a.device.type == "cpu":
-        return a.to(torch.int32) @ b.to(torch.int32)
-    return torch.round(a.double() @ b.double()).to(torch.int32)
 
 
 def _check_linear(module: nn.Module, name: str = "linear") -> nn.Linear:

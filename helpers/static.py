@@ -30,14 +30,13 @@ from helpers._validate import (
     check_positive,
     check_tensor,
 )
+from helpers.kernels import int8_matmul
 
 __all__ = [
     "fold_bn",
     "fuse_conv_bn",
     "quantize_multiplier",
     "requantize",
-    "int_mm_supported",
-    "int_matmul",
     "int8_linear",
     "int8_conv2d",
     "layer_qparams",
@@ -202,32 +201,6 @@ def _requantize_float(
     return y.clamp_(zero_point if relu else qmin, qmax).to(dtype)
 
 
-def int_mm_supported(m: int, k: int, n: int) -> bool:
-    """Whether ``torch._int_mm`` takes an ``(m, k) @ (k, n)`` int8 product: ``m > 16``, ``k`` and ``n`` multiples of 8.
-
-    (The CUDA kernel's rule; the CPU kernel is laxer, but the course keeps one rule.) Taught in 05_ptsq.
-    """
-    for name, v in (("m", m), ("k", k), ("n", n)):
-        check_int(v, name, lo=1)
-    return m > 16 and k % 8 == 0 and n % 8 == 0
-
-
-def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Exact int32 product ``a @ b`` of int8 matrices: ``torch._int_mm`` when the shape allows, else int32 matmul.
-
-    Taught in 05_ptsq.
-    """
-    _check_int_tensor(a, "a", (torch.int8,))
-    _check_int_tensor(b, "b", (torch.int8,))
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"a and b must be matrices (m, k) and (k, n), got {tuple(a.shape)} and {tuple(b.shape)}")
-    m, k = a.shape
-    n = b.shape[1]
-    if int_mm_supported(m, k, n):
-        return torch._int_mm(a.contiguous(), b.contiguous())
-    return a.to(torch.int32) @ b.to(torch.int32)
-
-
 def _as_scales(w_scale: float | torch.Tensor, out_features: int) -> torch.Tensor:
     s = torch.as_tensor(w_scale, dtype=torch.float32).reshape(-1)
     check_positive(s, "w_scale")
@@ -248,7 +221,7 @@ def _int8_gemm_requant(
     else:
         a = cols.to(torch.int8)
         zp = x_zp
-    acc = int_matmul(a, q_w.t())  # int32: sum_k q_x q_w
+    acc = int8_matmul(a, q_w.t())  # int32: sum_k q_x q_w
     acc = acc - zp * q_w.to(torch.int32).sum(dim=1)  # subtract zp_x * sum_k q_w  ->  sum_k (q_x - zp_x) q_w
     act_times_w_scale = (torch.tensor(x_scale, dtype=torch.float32) * w_scale).to(torch.float32)
     if requant == "float":

@@ -19,8 +19,6 @@ from helpers.static import (
     fused_digits_cnn,
     int8_conv2d,
     int8_linear,
-    int_matmul,
-    int_mm_supported,
     integer_forward,
     layer_qparams,
     quantize_digits_cnn,
@@ -77,15 +75,6 @@ def test_requantize_rounds_to_nearest(m, scale_acc, zp):
     q = requantize(acc, m0, shift, zp)
     exact = torch.clamp(torch.round(acc.double() * (int(m0) * 2.0 ** -(31 + int(shift)))) + zp, 0, 255)
     assert (q.double() - exact).abs().max() <= 1  # differs only on exact ties (ours rounds them up)
-
-
-def test_int_matmul_exact_both_paths():
-    g = torch.Generator().manual_seed(0)
-    for m, k, n in [(32, 16, 8), (5, 7, 3)]:
-        a = torch.randint(-128, 128, (m, k), dtype=torch.int8, generator=g)
-        b = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=g)
-        assert torch.equal(int_matmul(a, b), a.long().mm(b.long()).int())
-    assert int_mm_supported(32, 16, 8) and not int_mm_supported(16, 16, 8) and not int_mm_supported(32, 12, 8)
 
 
 def _qlinear(per_channel: bool, relu: bool, engine: str = "fbgemm"):
@@ -200,12 +189,6 @@ def test_bad_inputs():
         requantize(torch.zeros(3, dtype=torch.int32), m0, sh, 0, out_dtype="int4")
     with pytest.raises(ValueError, match="m0"):
         requantize(torch.zeros(3, dtype=torch.int32), torch.tensor(5), sh, 0)
-    with pytest.raises(TypeError, match="a must have dtype"):
-        int_matmul(torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.int8))
-    with pytest.raises(ValueError, match="a and b"):
-        int_matmul(torch.zeros(2, 3, dtype=torch.int8), torch.zeros(2, 2, dtype=torch.int8))
-    with pytest.raises(ValueError, match="m"):
-        int_mm_supported(0, 8, 8)
     qx = torch.zeros(4, 8, dtype=torch.uint8)
     qw = torch.zeros(3, 8, dtype=torch.int8)
     with pytest.raises(ValueError, match="x_scale"):
