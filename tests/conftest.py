@@ -24,3 +24,19 @@ if os.environ.get("CI"):
 
     settings.register_profile("ci", derandomize=True, deadline=None)
     settings.load_profile("ci")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which numeric environments the notebooks were checked under (the portability check)."""
+    import sys
+
+    portability = sys.modules.get("test_portability")
+    if portability is not None and portability.RAN:
+        terminalreporter.section("portability: strict nbval of every notebook under")
+        ran_native = any(
+            str(getattr(r, "fspath", "")).endswith(".ipynb") for r in terminalreporter.stats.get("passed", [])
+        )
+        if ran_native:
+            terminalreporter.write_line(portability.native_description())
+        for line in portability.RAN:
+            terminalreporter.write_line(line)
