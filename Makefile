@@ -3,7 +3,10 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-browser lab test bench slides html retrain
+# JupyterLab refuses to start as root unless told; the test command already runs as root (apt-get).
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: install install-browser lab test test-fast bench slides html retrain
 
 install:
 	$(PIP) install -q -r requirements.txt
@@ -14,8 +17,13 @@ install-browser:
 	@if [ -f slides/package.json ] && ! [ slides/node_modules/.package-lock.json -nt slides/package-lock.json ]; then \
 		npm ci --prefix slides --no-audit --no-fund --loglevel=error; fi
 
+# Opens on the start page; the course's lab settings (no news pop-up, no update check) come from lab-settings/.
 lab: install
-	cd notebooks && $(PYTHON) -m jupyter lab
+	cd notebooks && JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/lab-settings $(PYTHON) -m jupyter lab $(LAB_ROOT) 00_start_here.ipynb
+
+# The fast tier: unit, property, cross-check, bad-input, widget and lint tests; no notebooks, no browser.
+test-fast: install
+	$(PYTHON) -m pytest tests -o addopts="" -p no:cacheprovider -m "not browser and not portability" --ignore=tests/browser -n 2 -q
 
 test: install install-browser
 	$(PYTHON) -m pytest

@@ -38,3 +38,15 @@ def test_fig_to_png_bad_input():
         fig_to_png("nope")
     fig, _ = new_figure(2, 2)
     assert fig_to_png(fig).startswith(b"\x89PNG")
+
+
+def test_saved_panel_text_tells_the_learner_to_run_the_cell():
+    import ipywidgets as w
+    from matplotlib.figure import Figure
+
+    from helpers.widgets import SAVED_TEXT, panel
+
+    box = panel(lambda bits: (Figure(), str(bits)), {"bits": w.IntSlider(3)})
+    bundle = box._repr_mimebundle_()
+    assert bundle["text/plain"] == SAVED_TEXT and "run this cell" in SAVED_TEXT
+    assert "application/vnd.jupyter.widget-view+json" in bundle

@@ -22,7 +22,16 @@ from matplotlib.figure import Figure
 
 from helpers.plotting import fig_to_png
 
-__all__ = ["panel"]
+__all__ = ["Panel", "panel", "SAVED_TEXT"]
+
+SAVED_TEXT = "Interactive panel: run this cell (with the ones above) to get the controls."
+
+
+class Panel(widgets.VBox):
+    """The VBox ``panel`` returns. Its text form (what a saved notebook shows until the cell runs) says what to do."""
+
+    def __repr__(self) -> str:
+        return SAVED_TEXT
 
 
 def panel(
@@ -30,7 +39,7 @@ def panel(
     controls: Mapping[str, widgets.ValueWidget],
     *,
     columns: int = 3,
-) -> widgets.VBox:
+) -> Panel:
     """A VBox of ``controls`` above an Image and a readout, redrawn by ``draw(**values)`` on every change.
 
     The returned box carries ``.controls`` (the dict), ``.image`` (``ipywidgets.Image``),
@@ -47,7 +56,7 @@ def panel(
     image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto", align_self="flex-start"))
     readout = widgets.HTML()
     rows = [widgets.HBox(list(controls.values())[i : i + columns]) for i in range(0, len(controls), columns)]
-    box = widgets.VBox([*rows, image, readout])
+    box = Panel([*rows, image, readout])
     box.controls = dict(controls)
     box.image = image
     box.readout = readout
