@@ -8,6 +8,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+START_PAGE = ROOT / "notebooks" / "00_start_here.ipynb"
+LESSONS = [p for p in NOTEBOOKS if p != START_PAGE]
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|root|opt|home/\w+)/")
 
 
@@ -42,7 +44,7 @@ def test_no_committed_errors_or_machine_paths(path):
         assert not MACHINE_PATH.search(text), f"{path.name} cell {i} contains a machine-specific path"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_kernelspec_and_structure(path):
     nb = _load(path)
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
@@ -64,7 +66,7 @@ def test_widget_cells_are_nbval_ignored(path):
             )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_every_lesson_has_a_widget(path):
     src = " ".join("".join(c["source"]) for c in _code_cells(_load(path)))
     assert "helpers.widgets" in src, f"{path.name} has no widget from helpers.widgets"
