@@ -230,10 +230,27 @@ def eval_text() -> str:
 def calibration_text() -> str:
     """Calibration text: the remaining sorted ``pydoc_data`` topics taken from the end backwards.
 
-    No topic is shared with :func:`eval_text`, so calibrating on it does not leak the
+    Topics that quote, or are quoted in, the evaluation text are left out, and so is every
+    paragraph that also occurs in the evaluation text (the topics repeat sections); no text is shared
+    with :func:`eval_text`, so calibrating on it does not leak the
     evaluation text into GPTQ/AWQ/SmoothQuant. Taught in 09_llm.
     """
-    return _join_topics(topic_names()[_EVAL_TOPICS:][::-1])
+    from pydoc_data import topics
+
+    names = topic_names()
+    ev = eval_text()
+    eval_parts = [topics.topics[n].strip() for n in names[:_EVAL_TOPICS]]
+    # some topics quote others verbatim (e.g. a statement's section inside "compound"): skip
+    # any topic that overlaps the evaluation text either way
+    keep = [
+        n
+        for n in names[_EVAL_TOPICS:][::-1]
+        if topics.topics[n].strip() not in ev and not any(part in topics.topics[n] for part in eval_parts)
+    ]
+    # topics also share whole sections verbatim: drop every paragraph the evaluation text has
+    eval_paragraphs = {para.strip() for para in ev.split("\n\n")}
+    paragraphs = [para for para in _join_topics(keep).split("\n\n") if para.strip() not in eval_paragraphs]
+    return "\n\n".join(paragraphs)
 
 
 def text_sha256(text: str) -> str:

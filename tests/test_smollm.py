@@ -40,7 +40,7 @@ def test_texts_are_disjoint_and_deterministic() -> None:
     cal_topics = {n for n in names if topics.topics[n].strip() in cal}
     assert eval_topics and cal_topics and not eval_topics & cal_topics
     # no long passage of the evaluation text appears in the calibration text
-    probes = [ev[i : i + 200] for i in range(0, len(ev) - 200, 5000)]
+    probes = [ev[i : i + 200] for i in range(0, len(ev) - 200, 1000)]
     assert not any(p in cal for p in probes)
     with pytest.raises(TypeError, match="text must be a str"):
         smollm.text_sha256(b"bytes")
@@ -87,10 +87,10 @@ class _Bigram(nn.Module):
 def test_perplexity_uniform_model_and_window_accounting() -> None:
     model = _Uniform(50)
     tokens = torch.randint(0, 50, (100,))
-    assert smollm.perplexity(model, tokens, window=32) == pytest.approx(50.0, rel=1e-12)
+    assert smollm.perplexity(model, tokens, window=32) == pytest.approx(50.0, rel=1e-6)
     assert model.calls == [32, 32, 32, 4]
     model.calls.clear()
-    assert smollm.perplexity(model, tokens, window=32, stride=16) == pytest.approx(50.0, rel=1e-12)
+    assert smollm.perplexity(model, tokens, window=32, stride=16) == pytest.approx(50.0, rel=1e-6)
     assert model.calls[0] == 32 and sum(1 for _ in model.calls) == 6
     assert smollm.perplexity(model, tokens, 32, reduction="nll") == pytest.approx(math.log(50))
 
