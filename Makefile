@@ -30,14 +30,14 @@ test: install install-browser
 
 slides: install
 	@[ slides/node_modules/.package-lock.json -nt slides/package-lock.json ] || npm ci --prefix slides --no-audit --no-fund --loglevel=error
-	$(PYTHON) -m helpers.slides
+	$(PYTHON) -m tools.slides
 
 html: install
 	@[ slides/node_modules/.package-lock.json -nt slides/package-lock.json ] || npm ci --prefix slides --no-audit --no-fund --loglevel=error
-	$(PYTHON) -m helpers.slides --html
+	$(PYTHON) -m tools.slides --html
 
 bench: install
-	$(PYTHON) -m helpers.bench
+	$(PYTHON) -m tools.bench
 
 retrain: install
 	$(PYTHON) -m helpers.models

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from helpers.bench import DEFAULT_JSON, README, available_sections, main, readme_results_block, render_results
+from tools.bench import DEFAULT_JSON, README, available_sections, main, readme_results_block, render_results
 
 
 def test_sections_are_discovered():
-    assert {"core", "notebooks", "nonuniform", "dynamic", "static", "bnb"} <= set(available_sections())
+    assert {"affine", "notebooks", "nonuniform", "dynamic", "static", "bnb"} <= set(available_sections())
 
 
 def test_readme_results_are_generated_from_the_saved_json():
@@ -16,14 +16,14 @@ def test_readme_results_are_generated_from_the_saved_json():
     block = readme_results_block(README.read_text(encoding="utf-8"))
     assert block is not None, "README has no generated Results block"
     assert block == render_results(report), (
-        "README Results differ from bench/results.json: run python -m helpers.bench --readme"
+        "README Results differ from bench/results.json: run python -m tools.bench --readme"
     )
 
 
 def test_saved_json_has_every_figure_the_course_reports():
     sections = json.loads(DEFAULT_JSON.read_text())["sections"]
     assert "total_seconds" in sections["notebooks"] and "peak_kernel_rss_mib" in sections["notebooks"]
-    assert sections["core"]["fake_quantize_per_tensor_16M"]["ratio"] > 0
+    assert sections["affine"]["fake_quantize_per_tensor_16M"]["ratio"] > 0
     assert set(sections["notebooks"]["seconds"]) >= {"01_float_bits", "02_affine_vs_scale", "08_recipes"}
 
 

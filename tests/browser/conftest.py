@@ -54,7 +54,7 @@ def page(browser_context):
 
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
-    from helpers import slides
+    from tools import slides
 
     try:
         slides._require_node_modules(slides.NODE_MODULES)
@@ -66,7 +66,7 @@ def node_modules() -> Path:
 @pytest.fixture(scope="session")
 def built_decks(node_modules, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     """Every lesson's deck, built fresh into a temp folder: stem -> (deck, the notebook snapshot it was built from)."""
-    from helpers import slides
+    from tools import slides
 
     snapshots = tmp_path_factory.mktemp("notebooks")
     copies = [Path(shutil.copy2(p, snapshots / p.name)) for p in NOTEBOOKS]
@@ -78,7 +78,7 @@ def built_decks(node_modules, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
 @pytest.fixture(scope="session")
 def built_html(node_modules, tmp_path_factory) -> dict[str, Path]:
     """The static HTML export of every lesson, built fresh into a temp folder."""
-    from helpers import slides
+    from tools import slides
 
     out = tmp_path_factory.mktemp("html")
     return {p.stem: p for p in slides.build_html(NOTEBOOKS, out, node_modules)}

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from browser_support import ARTIFACTS, NOTEBOOKS
 
-from helpers import slides
+from tools import slides
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from browser_support import ARTIFACTS, NOTEBOOKS
 
-from helpers import slides
+from tools import slides
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

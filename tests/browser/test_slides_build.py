@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from helpers import slides
+from tools import slides
 
 
 def _nb(*cells):

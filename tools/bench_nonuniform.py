@@ -7,9 +7,9 @@ import warnings
 
 import torch
 
-from helpers.benchmarks._timing import compare
 from helpers.measure import measure_latency
 from helpers.nonuniform import blockwise_absmax_codebook, kmeans_fit, nf4_levels
+from tools._timing import compare
 
 N_KMEANS = 2**20
 N_NF4 = 16 * 2**20

@@ -7,7 +7,7 @@ import logging
 import torch
 
 from helpers import bnb_ref as R
-from helpers.benchmarks._timing import compare
+from tools._timing import compare
 
 N = 16 * 2**20
 

@@ -6,8 +6,8 @@ jQuery and the Jupyter widgets HTML manager) comes from ``slides/node_modules`` 
 ``npm ci --prefix slides``) and is copied into a ``_static/`` folder next to the pages, so a
 deck opens from ``file://`` or any local HTTP server with no network.
 
-    python -m helpers.slides            # one deck per notebook -> slides/build/NN_topic.slides.html
-    python -m helpers.slides --html     # the whole course as static HTML -> build/html/index.html
+    python -m tools.slides            # one deck per notebook -> slides/build/NN_topic.slides.html
+    python -m tools.slides --html     # the whole course as static HTML -> build/html/index.html
 
 Decks keep only cells whose ``slideshow.slide_type`` is not ``"skip"``; "notes" cells become
 speaker notes (press ``s`` in the deck). Test markers such as ``# NBVAL_IGNORE_OUTPUT`` are
@@ -525,7 +525,7 @@ def build_html(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: build the decks (default) or, with ``--html``, the static export."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.slides", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.slides", description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to render (default: every notebooks/NN_*.ipynb)")
     parser.add_argument("--html", action="store_true", help="render the static HTML export instead of the decks")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: slides/build or build/html)")

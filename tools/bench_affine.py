@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from helpers.affine import calc_qparams, fake_quantize, quantize
-from helpers.benchmarks._timing import compare
+from tools._timing import compare
 
 N = 16 * 2**20
 
