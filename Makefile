@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 # JupyterLab refuses to start as root unless told; the test command already runs as root (apt-get).
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install install-browser lab test test-fast bench slides html retrain
+.PHONY: install install-browser lab test test-fast sync bench slides html retrain
 
 install:
 	$(PIP) install -q -r requirements.txt
@@ -24,6 +24,10 @@ lab: install
 # The fast tier: unit, property, cross-check, bad-input, widget and lint tests; no notebooks, no browser.
 test-fast: install
 	$(PYTHON) -m pytest tests -o addopts="" -p no:cacheprovider -m "not browser and not portability" --ignore=tests/browser -n 2 -q
+
+# Refresh each notebook's text source (notebooks/NN_key.py) from the executed notebook.
+sync:
+	$(PYTHON) -m jupytext --sync notebooks/[0-9][0-9]_*.ipynb
 
 test: install install-browser
 	$(PYTHON) -m pytest
