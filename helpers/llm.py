@@ -60,6 +60,12 @@ __all__ = [
     "w8a8_model",
     "quantize_model",
     "activation_channel_max",
+    "packed_bytes",
+    "PackedLinear",
+    "pack_model",
+    "decode_tokens_per_second",
+    "LAYER_VIEW_METHODS",
+    "layer_view",
 ]
 
 ZERO_POINTS = ("int", "float")
@@ -444,7 +450,8 @@ def hqq_quantize(
     if not isinstance(update_scale, bool):
         raise TypeError(f"update_scale must be True or False, got {update_scale!r}")
     qmax = 2**bits - 1
-    W = w.detach().float().reshape(w.shape[0], -1, gs)
+    work = torch.float64 if w.dtype == torch.float64 else torch.float32  # float64 in, float64 arithmetic
+    W = w.detach().to(work).reshape(w.shape[0], -1, gs)
     lo, hi = W.amin(-1, keepdim=True), W.amax(-1, keepdim=True)
     scale = (hi - lo) / qmax
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
@@ -501,10 +508,11 @@ def smoothquant_scales(
     alpha = check_finite_number(alpha, "alpha")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    w_max = torch.stack([w.detach().abs().amax(0) for w in ws]).amax(0).float()
+    work = torch.float64 if x_max.dtype == torch.float64 else torch.float32  # float64 in, float64 out
+    w_max = torch.stack([w.detach().abs().amax(0) for w in ws]).amax(0).to(work)
     if w_max.shape != x_max.shape:
         raise ValueError(f"x_max must have shape {tuple(w_max.shape)} (in_features), got {tuple(x_max.shape)}")
-    s = x_max.float().clamp_min(1e-5).pow(alpha) / w_max.clamp_min(1e-5).pow(1 - alpha)
+    s = x_max.to(work).clamp_min(1e-5).pow(alpha) / w_max.clamp_min(1e-5).pow(1 - alpha)
     return s.clamp_min(1e-5)
 
 
@@ -897,3 +905,178 @@ def w8a8_model(model: nn.Module, granularity: str = "tensor") -> nn.Module:
             parent = layer.get_submodule(parent_name)
             setattr(parent, child, W8A8Linear(getattr(parent, child), granularity))
     return model
+
+
+# --------------------------------------------------------------------------- size and decoding speed
+
+
+def packed_bytes(
+    out_features: int,
+    in_features: int,
+    bits: int,
+    group_size: int | None,
+    param_bytes: int = 2,
+    zero_point: str = "int",
+) -> int:
+    """Bytes of one weight matrix stored packed: ``bits`` per code plus each group's parameters.
+
+    Every group stores an fp16 ``scale`` (``param_bytes``) and its zero-point: ``bits`` more bits
+    for an integer zero-point, another fp16 for a float one (GGUF Q4_1's minimum). E.g. 4 bits,
+    groups of 32, float minimum: 4 + 32/32 = 5 bits per weight, Q4_1's size. Taught in 09_llm.
+    """
+    check_int(out_features, "out_features", lo=1)
+    check_int(in_features, "in_features", lo=1)
+    check_bits(bits, lo=2, hi=8)
+    gs = _check_group_size(group_size, in_features)
+    check_int(param_bytes, "param_bytes", lo=1)
+    check_choice(zero_point, "zero_point", ZERO_POINTS)
+    groups = out_features * (in_features // gs)
+    zero_bits = bits if zero_point == "int" else 8 * param_bytes
+    total_bits = out_features * in_features * bits + groups * (8 * param_bytes + zero_bits)
+    return math.ceil(total_bits / 8)
+
+
+class PackedLinear(nn.Module):
+    """An ``nn.Linear`` whose weight is stored as int8 (per output channel) or packed int4 (groups) codes.
+
+    The forward pass calls PyTorch's CPU weight-only kernels (``aten._weight_int8pack_mm``,
+    ``aten._weight_int4pack_mm_for_cpu``) on float32 activations: the weights are read at 8 or 4
+    bits per value and dequantized inside the kernel, as llama.cpp does during decoding.
+    Taught in 09_llm.
+    """
+
+    def __init__(self, linear: nn.Linear, fmt: str = "int8", group_size: int = 32) -> None:
+        super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        check_choice(fmt, "fmt", ("int8", "int4"))
+        self.fmt = fmt
+        w = linear.weight.detach().float()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        if fmt == "int8":
+            q, scale, _ = rtn_quantize(w, 8, None, symmetric=True)
+            self.register_buffer("codes", q)
+            self.register_buffer("scales", scale[:, 0].contiguous())
+            self.group_size = w.shape[1]
+        else:
+            gs = _check_group_size(group_size, w.shape[1])
+            q, scale, lo = rtn_quantize(w, 4, gs, zero_point="float")
+            # tinygemm layout: w_hat = (q - 8) * scale + zero with zero = min + 8 * scale
+            self.register_buffer("codes", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
+            sz = torch.stack([scale.T, (lo + 8 * scale).T], dim=-1).contiguous()
+            self.register_buffer("scales", sz)
+            self.group_size = gs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).float()
+        if self.fmt == "int8":
+            y = torch.ops.aten._weight_int8pack_mm(x2, self.codes, self.scales)
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.codes, self.group_size, self.scales)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+
+def pack_model(model: nn.Module, fmt: str = "int8", group_size: int = 32, lm_head: bool = True) -> nn.Module:
+    """Swap every decoder-layer linear (and ``lm_head``) for :class:`PackedLinear` in place.
+
+    The embedding is a separate module and stays float even though ``lm_head`` shares its
+    weight. Taught in 09_llm.
+    """
+    check_choice(fmt, "fmt", ("int8", "int4"))
+    for layer in decoder_layers(model):
+        for n in LINEAR_NAMES:
+            parent_name, _, child = n.rpartition(".")
+            parent = layer.get_submodule(parent_name)
+            setattr(parent, child, PackedLinear(getattr(parent, child), fmt, group_size))
+    if lm_head:
+        model.lm_head = PackedLinear(model.lm_head, fmt, group_size)
+    return model
+
+
+@torch.no_grad()
+def decode_tokens_per_second(model: nn.Module, prompt: torch.Tensor, n_new: int = 32, repeats: int = 3) -> float:
+    """Greedy decoding speed: new tokens per second after the prompt, best of ``repeats`` runs.
+
+    Each step feeds one token with the key/value cache, so every weight is read once per
+    token: the memory-bound regime of LLM inference. Taught in 09_llm.
+    """
+    if prompt.dim() != 1:
+        raise ValueError(f"prompt must be a 1-d tensor of token ids, got shape {tuple(prompt.shape)}")
+    check_int(n_new, "n_new", lo=1)
+    check_int(repeats, "repeats", lo=1)
+    best = math.inf
+    for _ in range(repeats):
+        out = model(input_ids=prompt.long().unsqueeze(0), use_cache=True)
+        past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        start = time.perf_counter()
+        for _ in range(n_new):
+            out = model(input_ids=nxt, past_key_values=past, use_cache=True)
+            past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        best = min(best, time.perf_counter() - start)
+    return n_new / best
+
+
+# --------------------------------------------------------------------------- one layer, for the widget
+
+LAYER_VIEW_METHODS = ("rtn", "gptq", "awq", "hqq", "smoothquant")
+
+
+def layer_view(
+    w: torch.Tensor,
+    x: torch.Tensor,
+    method: str = "rtn",
+    bits: int = 3,
+    group_size: int = 64,
+    alpha: float = 0.5,
+) -> dict:
+    """Quantize one linear ``w`` with inputs ``x`` and return what the lesson's widget shows.
+
+    ``method``: ``"rtn"``, ``"gptq"`` (Hessian from ``x``, act-order), ``"awq"`` (fixed scale
+    ``s = mean|x|^alpha``; ``alpha = 0`` is RTN), ``"hqq"`` (float zero-point), or
+    ``"smoothquant"`` (weights and per-tensor activations both at ``bits``, migration
+    strength ``alpha``). Returns the per-input-channel mean ``|x|``, the per-channel weight
+    error ``‖W[:, j] − Ŵ[:, j]‖``, the relative output error ``‖xWᵀ − x̂Ŵᵀ‖/‖xWᵀ‖`` and the
+    weight MSE (all float64 numbers). Taught in 09_llm.
+    """
+    _check_weight(w)
+    check_float_tensor(x, "x")
+    check_choice(method, "method", LAYER_VIEW_METHODS)
+    _check_grid(bits, False, "int")
+    _check_group_size(group_size, w.shape[1])
+    alpha = check_finite_number(alpha, "alpha")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    x = x.reshape(-1, x.shape[-1]).double()
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"x must have {w.shape[1]} columns (in_features), got {x.shape[1]}")
+    w = w.detach().double()
+    x_in = x
+    if method == "rtn":
+        w_hat = fake_quantize_rtn(w, bits, group_size)
+    elif method == "gptq":
+        w_hat = gptq_quantize(w, hessian(x), bits, group_size, act_order=True)
+    elif method == "awq":
+        s = x.abs().mean(0).clamp_min(1e-8).pow(alpha)
+        s = s / torch.sqrt(s.max() * s.min())
+        w_hat = fake_quantize_rtn(w * s, bits, group_size) / s
+    elif method == "hqq":
+        w_hat, _ = hqq_quantize(w, bits, group_size)
+        w_hat = w_hat.double()
+    else:
+        s = smoothquant_scales(activation_channel_max(x), w, alpha)
+        w_hat = fake_quantize_rtn(w * s, bits, None, symmetric=True) / s
+        x_in = quantize_activations(x / s, "tensor", bits) * s
+    y = x @ w.T
+    err = torch.linalg.norm(y - x_in @ w_hat.T) / torch.linalg.norm(y)
+    return {
+        "x_mean": x.abs().mean(0),
+        "channel_error": torch.linalg.norm(w - w_hat, dim=0),
+        "output_error": float(err),
+        "weight_mse": float(((w - w_hat) ** 2).mean()),
+        "w": w,
+        "w_hat": w_hat,
+    }
