@@ -1,6 +1,6 @@
 """Uniform (affine and symmetric) quantization: qparams, quantize, dequantize, fake-quantize.
 
-Taught in 02_affine_vs_scale. Vocabulary used everywhere in the course:
+Taught in 02_affine. Vocabulary used everywhere in the course:
 ``x`` float input, ``q`` integer codes, ``scale``, ``zero_point``, ``bits``, ``qmin``/``qmax``,
 ``x_hat`` dequantized value, ``err = x_hat - x``.
 
@@ -50,10 +50,19 @@ __all__ = [
     "sqnr_db",
     "GRANULARITIES",
     "CONVENTIONS",
+    "SCHEMES",
+    "DISTRIBUTIONS",
+    "sample_distribution",
+    "clip_range",
+    "quant_view",
+    "playground_view",
+    "small_multiples_view",
 ]
 
 GRANULARITIES = ("tensor", "channel", "group")
 CONVENTIONS = ("round_then_shift", "shift_then_round")
+SCHEMES = ("affine", "symmetric")
+DISTRIBUTIONS = ("normal", "uniform", "relu", "heavy-tailed")
 _F32_EPS = torch.finfo(torch.float32).eps
 
 
@@ -62,7 +71,7 @@ def qrange(bits: int = 8, signed: bool = True, restricted: bool = False) -> tupl
 
     signed full: ``[-2^(b-1), 2^(b-1)-1]``; signed restricted: ``[-(2^(b-1)-1), 2^(b-1)-1]``
     (symmetric around 0, e.g. [-127, 127]); unsigned: ``[0, 2^b - 1]``.
-    Taught in 02_affine_vs_scale.
+    Taught in 02_affine.
     """
     check_bits(bits)
     if not isinstance(signed, bool):
@@ -96,7 +105,7 @@ def affine_qparams(
     or the middle code (unsigned). The range is widened to include 0 first and the arithmetic is
     float32, as in ``torch.ao.quantization.MinMaxObserver``. ``x_min``/``x_max`` may be tensors
     (one entry per channel or group). Returns float32 ``scale`` and int32 ``zero_point``.
-    Taught in 02_affine_vs_scale.
+    Taught in 02_affine.
     """
     check_min_max(x_min, x_max)
     qmin, qmax = qrange(bits, signed, restricted)
@@ -238,7 +247,7 @@ def calc_qparams(
 
     Per-channel reduces over every dimension except ``axis``; per-group reduces over each
     contiguous group of ``group_size`` along ``axis`` (qparams shape: ``x.shape`` with that
-    dimension divided by ``group_size``). Taught in 02_affine_vs_scale.
+    dimension divided by ``group_size``). Taught in 02_affine.
     """
     check_float_tensor(x, "x", allow_nonfinite=True)
     axis, group_size = _granularity(x, axis, group_size)
@@ -272,7 +281,7 @@ def quantize(
     rounding is half-to-even. ``convention="shift_then_round"`` computes
     ``round(x / scale + zero_point)`` instead — the form some papers write; the two differ only
     on ties. Returns the smallest integer dtype that holds ``qmin..qmax``.
-    Taught in 02_affine_vs_scale.
+    Taught in 02_affine.
     """
     check_float_tensor(x, "x", allow_nonfinite=True)
     _check_finite_fast(x, "x")
@@ -299,7 +308,7 @@ def dequantize(
     axis: int | None = None,
     group_size: int | None = None,
 ) -> torch.Tensor:
-    """Float32 values ``x_hat = (q - zero_point) * scale``. Taught in 02_affine_vs_scale."""
+    """Float32 values ``x_hat = (q - zero_point) * scale``. Taught in 02_affine."""
     check_tensor(q, "q")
     if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
         raise TypeError(f"q must be an integer tensor (int8, uint8, int16, int32 or int64), got dtype {q.dtype}")
@@ -326,7 +335,7 @@ def fake_quantize(
     Equal, bit for bit, to ``torch.fake_quantize_per_tensor_affine`` (per-tensor) and
     ``torch.fake_quantize_per_channel_affine`` (per-channel). Uses the identity
     ``clamp(r + zp, qmin, qmax) - zp == clamp(r, qmin - zp, qmax - zp)`` so it needs only four
-    element-wise passes. Returns float32. Taught in 02_affine_vs_scale.
+    element-wise passes. Returns float32. Taught in 02_affine.
     """
     check_float_tensor(x, "x", allow_nonfinite=True)
     _check_finite_fast(x, "x")
@@ -345,7 +354,7 @@ def fake_quantize(
 
 
 def _scheme_flags(scheme: str) -> bool:
-    check_choice(scheme, "scheme", ("affine", "symmetric"))
+    check_choice(scheme, "scheme", SCHEMES)
     return scheme == "symmetric"
 
 
@@ -398,7 +407,7 @@ def quantize_tensor(
 
     ``scheme`` is ``"affine"`` (zero-point) or ``"symmetric"`` (scale only); ``granularity`` is
     ``"tensor"``, ``"channel"`` (along ``axis``) or ``"group"`` (``group_size`` elements along
-    ``axis``). Taught in 02_affine_vs_scale.
+    ``axis``). Taught in 02_affine.
     """
     scale, zero_point, qmin, qmax, ax, gs = _minmax_setup(
         x, bits, scheme, signed, restricted, granularity, axis, group_size
@@ -419,7 +428,7 @@ def fake_quantize_tensor(
 ) -> torch.Tensor:
     """Min-max fake-quantize ``x`` (quantize then dequantize); same arguments as ``quantize_tensor``.
 
-    Taught in 02_affine_vs_scale.
+    Taught in 02_affine.
     """
     scale, zero_point, qmin, qmax, ax, gs = _minmax_setup(
         x, bits, scheme, signed, restricted, granularity, axis, group_size
@@ -441,7 +450,7 @@ def fake_quantize_range(
 
     ``scale, zero_point = affine_qparams(x_min, x_max, bits, ...)``, then ``fake_quantize``; with
     ``scheme="symmetric"`` the grid covers ``±max(|x_min|, |x_max|)``. Shrinking the range below
-    ``[x.min(), x.max()]`` trades clipping error for a finer step. Taught in 02_affine_vs_scale.
+    ``[x.min(), x.max()]`` trades clipping error for a finer step. Taught in 02_affine.
     """
     symmetric = _scheme_flags(scheme)
     check_float_tensor(x, "x")
@@ -466,7 +475,7 @@ def fake_quantize_weight(
     ``"channel"``: one scale per row (``axis=0``). ``"group"``: each row is cut into contiguous
     groups of ``group_size`` inputs; a row whose length ``group_size`` does not divide is padded
     with zeros first (harmless: every range already contains 0, so no scale changes) and the
-    padding dropped afterwards. Returns float32 of ``w``'s shape. Taught in 02_affine_vs_scale.
+    padding dropped afterwards. Returns float32 of ``w``'s shape. Taught in 02_affine.
     """
     check_float_tensor(w, "w")
     if w.ndim < 2:
@@ -495,7 +504,7 @@ def clipping_error_split(x: torch.Tensor, x_hat: torch.Tensor, x_min: float, x_m
     """MSE of ``x_hat`` split into ``(rounding, clipping)``: errors of values inside / outside ``[x_min, x_max]``.
 
     Both parts are divided by ``x.numel()``, so they add up to ``mse(x, x_hat)``.
-    Taught in 02_affine_vs_scale.
+    Taught in 02_affine.
     """
     _check_pair(x, x_hat)
     lo = check_finite_number(x_min, "x_min")
@@ -516,7 +525,7 @@ def _check_pair(x: torch.Tensor, x_hat: torch.Tensor) -> None:
 
 
 def mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    """Mean squared error ``mean((x_hat - x)^2)``, computed in float64. Taught in 02_affine_vs_scale."""
+    """Mean squared error ``mean((x_hat - x)^2)``, computed in float64. Taught in 02_affine."""
     _check_pair(x, x_hat)
     err = x_hat.double() - x.double()
     return float(torch.mean(err * err))
@@ -525,7 +534,7 @@ def mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
 def sqnr_db(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio ``10 log10(sum x^2 / sum (x_hat - x)^2)`` in dB.
 
-    Returns ``inf`` when the reconstruction is exact. Taught in 02_affine_vs_scale.
+    Returns ``inf`` when the reconstruction is exact. Taught in 02_affine.
     """
     _check_pair(x, x_hat)
     xd = x.double()
@@ -536,3 +545,145 @@ def sqnr_db(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     if signal == 0.0:
         return float("-inf")
     return 10.0 * torch.log10(torch.tensor(signal / noise, dtype=torch.float64)).item()
+
+
+# --------------------------------------------------------------------------------------------
+# what the lesson's pictures show (helpers.plotting.affine draws these dicts)
+# --------------------------------------------------------------------------------------------
+
+
+def sample_distribution(name: str, n: int = 8192, seed: int = 0) -> torch.Tensor:
+    """``n`` float32 samples of a named test distribution, seeded (same call, same numbers).
+
+    ``normal``: N(0, 1); ``uniform``: U(-1, 1); ``relu``: max(N(0, 1), 0) — half the values
+    exactly 0, like activations after a ReLU; ``heavy-tailed``: Laplace(0, 1/sqrt(2)) (unit
+    variance) with 0.2 % of the values replaced by outliers of size 8–12. Taught in 02_affine.
+    """
+    check_choice(name, "name", DISTRIBUTIONS)
+    n = check_int(n, "n", lo=1, hi=50_000_000)
+    seed = check_int(seed, "seed", lo=0, hi=2**63 - 1)
+    g = torch.Generator().manual_seed(seed)
+    if name == "normal":
+        return torch.randn(n, generator=g)
+    if name == "uniform":
+        return torch.rand(n, generator=g) * 2 - 1
+    if name == "relu":
+        return torch.randn(n, generator=g).clamp_(min=0.0)
+    u = torch.rand(n, generator=g) - 0.5
+    a = (2 * u.abs()).clamp_(max=1 - 2**-24)  # rand can return 0, which would give log(0)
+    x = -torch.sign(u) * torch.log1p(-a) / 2**0.5
+    n_out = max(1, n // 500)
+    idx = torch.randperm(n, generator=g)[:n_out]
+    signs = torch.where(torch.rand(n_out, generator=g) < 0.5, -1.0, 1.0)
+    x[idx] = signs * (8 + 4 * torch.rand(n_out, generator=g))
+    return x
+
+
+def clip_range(x: torch.Tensor, clip: float, scheme: str = "affine") -> tuple[float, float]:
+    """The range ``[x_min, x_max]`` a grid is fitted to when the min-max range is shrunk by ``clip`` in (0, 1].
+
+    affine: ``[clip * min(x, 0), clip * max(x, 0)]``; symmetric: ``±clip * max|x|``.
+    Taught in 02_affine.
+    """
+    check_float_tensor(x, "x")
+    clip = check_finite_number(clip, "clip")
+    if not 0 < clip <= 1:
+        raise ValueError(f"clip must be in (0, 1], got {clip}")
+    check_choice(scheme, "scheme", SCHEMES)
+    lo, hi = (float(v) for v in torch.aminmax(x.float()))
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if scheme == "symmetric":
+        amax = max(-lo, hi)
+        return -clip * amax, clip * amax
+    return clip * lo, clip * hi
+
+
+def quant_view(x: torch.Tensor, bits: int, clip: float = 1.0, scheme: str = "affine") -> dict:
+    """Grid, ``x_hat``, error and metrics of ``x`` quantized at one setting.
+
+    Returns a dict with ``x_min, x_max, scale, zero_point, qmin, qmax, levels`` (the float value of
+    every code), ``x_hat``, ``mse``, ``sqnr_db`` and ``clipped`` (fraction of values outside the grid).
+    Taught in 02_affine.
+    """
+    lo, hi = clip_range(x, clip, scheme)
+    scale, zero_point = affine_qparams(lo, hi, bits, symmetric=scheme == "symmetric")
+    qmin, qmax = qrange(bits)
+    xf = x.float()
+    x_hat = fake_quantize(xf, scale, zero_point, qmin, qmax)
+    levels = (torch.arange(qmin, qmax + 1, dtype=torch.float32) - zero_point.float()) * scale
+    clipped = float(((xf < levels[0]) | (xf > levels[-1])).float().mean())
+    return {
+        "x_min": lo,
+        "x_max": hi,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+        "qmin": qmin,
+        "qmax": qmax,
+        "levels": levels,
+        "x_hat": x_hat,
+        "mse": mse(xf, x_hat),
+        "sqnr_db": sqnr_db(xf, x_hat),
+        "clipped": clipped,
+    }
+
+
+def playground_view(bits: int = 4, clip: float = 1.0, scheme: str = "affine", distribution: str = "normal") -> dict:
+    """What the lesson's playground shows: 8192 samples of ``distribution``, their grid, and the error curve.
+
+    Returns ``quant_view``'s dict plus ``bits, clip, scheme, distribution``, ``x`` (the samples),
+    ``dense`` (4001 points spanning the data) with ``dense_err = x_hat - x`` on them (the sawtooth,
+    and the ramps where values clip), and ``readout`` (scale, zero_point, MSE, SQNR, clipped
+    fraction as text). Drawn by ``helpers.plotting.affine.playground_figure``. Taught in 02_affine.
+    """
+    check_choice(distribution, "distribution", DISTRIBUTIONS)
+    x = sample_distribution(distribution, 8192, seed=0)
+    v = quant_view(x, bits, clip, scheme)
+    lo, hi = float(x.min()), float(x.max())
+    pad = 0.02 * (hi - lo)
+    dense = torch.linspace(lo - pad, hi + pad, 4001)
+    dense_hat = fake_quantize(dense, v["scale"], v["zero_point"], v["qmin"], v["qmax"])
+    readout = (
+        f"bits={bits}  scheme={scheme}  clip={clip:.2f}  distribution={distribution}\n"
+        f"range [{v['x_min']:.4g}, {v['x_max']:.4g}]  scale={v['scale']:.4g}  zero_point={v['zero_point']}\n"
+        f"MSE={v['mse']:.4g}  SQNR={v['sqnr_db']:.2f} dB  clipped={100 * v['clipped']:.2f}%"
+    )
+    return {
+        **v,
+        "bits": bits,
+        "clip": clip,
+        "scheme": scheme,
+        "distribution": distribution,
+        "x": x,
+        "dense": dense,
+        "dense_err": dense_hat - dense,
+        "readout": readout,
+    }
+
+
+def small_multiples_view(
+    bits: int = 3,
+    schemes: tuple[str, ...] | list[str] = SCHEMES,
+    distributions: tuple[str, ...] | list[str] = DISTRIBUTIONS,
+) -> dict:
+    """Min-max grids at ``bits`` for every scheme × distribution (8192 samples each, seed 0).
+
+    Returns ``{"bits", "schemes", "distributions", "samples": {distribution: x},
+    "views": {(scheme, distribution): quant_view(...)}}``. Drawn by
+    ``helpers.plotting.affine.small_multiples_figure``. Taught in 02_affine.
+    """
+    for s in schemes:
+        check_choice(s, "schemes", SCHEMES)
+    for d in distributions:
+        check_choice(d, "distributions", DISTRIBUTIONS)
+    if not schemes or not distributions:
+        raise ValueError("schemes and distributions must be non-empty")
+    bits = check_bits(bits)
+    samples = {d: sample_distribution(d, 8192, seed=0) for d in distributions}
+    views = {(s, d): quant_view(samples[d], bits, 1.0, s) for s in schemes for d in distributions}
+    return {
+        "bits": bits,
+        "schemes": tuple(schemes),
+        "distributions": tuple(distributions),
+        "samples": samples,
+        "views": views,
+    }

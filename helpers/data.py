@@ -1,6 +1,6 @@
 """Offline datasets: scikit-learn's handwritten digits with a fixed split, and the course paths.
 
-Taught in 02_affine_vs_scale (weights of the CNN trained on it) and used from 05 onwards.
+Taught in 02_affine (weights of the CNN trained on it) and used from 05 onwards.
 Nothing here downloads anything.
 """
 

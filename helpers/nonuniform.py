@@ -1,6 +1,6 @@
 """Non-uniform quantization: codebooks, power-of-two levels, k-means (Lloyd), NF4 and FP4.
 
-Taught in 03_uniform_vs_nonuniform. A *codebook* (``levels``) is a sorted 1-D float tensor;
+Taught in 03_nonuniform. A *codebook* (``levels``) is a sorted 1-D float tensor;
 quantizing ``x`` stores, per value, the index ``q`` of its nearest level, and dequantizing
 looks the level up again: ``x_hat = levels[q]``. A uniform grid is the special case
 ``levels[i] = scale * (i - zero_point)``; every other codebook needs the lookup.
@@ -52,8 +52,10 @@ __all__ = [
     "pack_codes",
     "unpack_codes",
     "METHODS",
+    "METHOD_LABELS",
     "method_levels",
     "nonuniform_fake_quantize",
+    "codebook_view",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ def check_levels(levels: torch.Tensor, name: str = "levels") -> torch.Tensor:
     """Return ``levels`` if it is a non-empty, finite, strictly ascending 1-D float tensor.
 
     Unsorted levels would make ``bucketize`` pick wrong indices, and a duplicate level wastes a
-    code and makes the index ambiguous, so both raise ``ValueError``. Taught in 03_uniform_vs_nonuniform.
+    code and makes the index ambiguous, so both raise ``ValueError``. Taught in 03_nonuniform.
     """
     check_float_tensor(levels, name)
     if levels.ndim != 1:
@@ -95,7 +97,7 @@ def codebook_quantize(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     Computed as ``bucketize(x, (levels[:-1] + levels[1:]) / 2)``, so a value exactly halfway
     between two levels goes to the lower one. ``levels`` must be strictly ascending. Returns
     ``uint8`` codes when there are at most 256 levels, else ``int64``; same shape as ``x``.
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
     check_levels(levels)
@@ -115,7 +117,7 @@ def _check_indices(q: torch.Tensor, n_levels: int, name: str = "q") -> None:
 def codebook_dequantize(q: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Look the codes up again: ``x_hat = levels[q]`` (float32, same shape as ``q``).
 
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     check_levels(levels)
     _check_indices(q, levels.numel())
@@ -125,7 +127,7 @@ def codebook_dequantize(q: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 def codebook_fake_quantize(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Nearest level of every element, in one go: ``x_hat = levels[codebook_quantize(x, levels)]``.
 
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
     check_levels(levels)
@@ -153,7 +155,7 @@ def blockwise_absmax_codebook(
     ``absmax`` is clamped to >= 1e-38 (an all-zero block), the scaled values are clamped to
     [-1, 1], and ties go to the lower level. With ``nf4_levels()`` and ``block_size=64`` the codes
     equal the unpacked nibbles of ``bitsandbytes.functional.quantize_4bit(x, quant_type="nf4")``.
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
     check_levels(levels)
@@ -184,7 +186,7 @@ def blockwise_codebook_dequantize(
     """Inverse of ``blockwise_absmax_codebook``: ``x_hat = levels[q] * absmax(block)``, reshaped to ``shape``.
 
     Float32, computed like bitsandbytes' ``dequantize_4bit`` (lookup, then one multiply).
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     check_levels(levels)
     block_size = check_int(block_size, "block_size", lo=1)
@@ -220,8 +222,8 @@ def blockwise_codebook_dequantize(
 def uniform_levels(bits: int) -> torch.Tensor:
     """The symmetric (absmax) integer grid normalised to [-1, 1]: ``k / (2^(b-1) - 1)``, ``k = -(2^(b-1)-1)..2^(b-1)-1``.
 
-    ``2^b - 1`` levels, evenly spaced, exact 0 (the restricted signed range of 02_affine_vs_scale).
-    Taught in 03_uniform_vs_nonuniform.
+    ``2^b - 1`` levels, evenly spaced, exact 0 (the restricted signed range of 02_affine).
+    Taught in 03_nonuniform.
     """
     bits = check_bits(bits, lo=2, hi=8)
     qmin, qmax = qrange(bits, signed=True, restricted=True)
@@ -232,7 +234,7 @@ def log_levels(bits: int, base: float = 2.0) -> torch.Tensor:
     """Signed logarithmic levels ``{0} ∪ {±base^-j : j = 0..2^(b-1)-2}``, ascending, max magnitude 1.
 
     One bit is the sign, the other ``b - 1`` bits pick one of ``2^(b-1)`` magnitudes: zero or a
-    power of ``base``. ``2^b - 1`` distinct levels (+0 and -0 coincide). Taught in 03_uniform_vs_nonuniform.
+    power of ``base``. ``2^b - 1`` distinct levels (+0 and -0 coincide). Taught in 03_nonuniform.
     """
     bits = check_bits(bits, lo=2, hi=8)
     base = float(base)
@@ -247,7 +249,7 @@ def log_levels(bits: int, base: float = 2.0) -> torch.Tensor:
 def pow2_levels(bits: int) -> torch.Tensor:
     """Power-of-two levels ``{0, ±1, ±1/2, ±1/4, ...}`` (``log_levels`` with base 2): a multiply becomes a shift.
 
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     return log_levels(bits, 2.0)
 
@@ -256,7 +258,7 @@ def nf4_offset(bits: int = 4) -> float:
     """The QLoRA quantile offset ``(1 - 1/(2(n-1)) + 1 - 1/(2n)) / 2`` with ``n = 2^bits`` (0.9677083 at 4 bits).
 
     The outermost quantile cannot be ``Φ^-1(1) = inf``; QLoRA takes the average of the two
-    "half a bin from the end" probabilities for ``n - 1`` and ``n`` bins. Taught in 03_uniform_vs_nonuniform.
+    "half a bin from the end" probabilities for ``n - 1`` and ``n`` bins. Taught in 03_nonuniform.
     """
     bits = check_bits(bits, lo=2, hi=8)
     n = 2**bits
@@ -269,7 +271,7 @@ def nf_levels(bits: int = 4, offset: float | None = None) -> torch.Tensor:
     ``2^(b-1)`` positive levels ``Φ^-1(p)`` for ``p`` evenly spaced in ``[offset, 0.5]`` (the 0.5
     end dropped), ``2^(b-1) - 1`` negative levels the same way, then 0, all divided by the
     largest. Asymmetric on purpose: with an even number of codes and an exact zero, one side
-    gets one level more. Float64 math, float32 result. Taught in 03_uniform_vs_nonuniform.
+    gets one level more. Float64 math, float32 result. Taught in 03_nonuniform.
     """
     bits = check_bits(bits, lo=2, hi=8)
     if offset is None:
@@ -287,7 +289,7 @@ def nf_levels(bits: int = 4, offset: float | None = None) -> torch.Tensor:
 def nf4_levels() -> torch.Tensor:
     """The 16 NF4 levels, ascending (the order of bitsandbytes' ``get_4bit_type("nf4")``).
 
-    Equal to bitsandbytes' table to about 1e-7. Taught in 03_uniform_vs_nonuniform.
+    Equal to bitsandbytes' table to about 1e-7. Taught in 03_nonuniform.
     """
     return nf_levels(4)
 
@@ -296,7 +298,7 @@ def fp4_e2m1_levels() -> torch.Tensor:
     """The 15 distinct FP4 e2m1 values (OCP MX), normalised to max magnitude 1, ascending.
 
     e2m1: 1 sign, 2 exponent (bias 1), 1 mantissa bit: magnitudes 0, 0.5 (subnormal), 1, 1.5,
-    2, 3, 4, 6; divided by 6. +0 and -0 give one level. Taught in 03_uniform_vs_nonuniform.
+    2, 3, 4, 6; divided by 6. +0 and -0 give one level. Taught in 03_nonuniform.
     """
     exp = torch.arange(4, dtype=torch.float64)
     man = torch.arange(2, dtype=torch.float64)
@@ -313,7 +315,7 @@ def bnb_fp4_code() -> torch.Tensor:
     (bitsandbytes' ``create_fp8_map(signed=True, exponent_bits=2, precision_bits=1)``, exponent
     read "backwards"), divided by 12. The nonzero magnitudes are the e2m1 set except the
     smallest: 0.0625/12 ≈ 0.0052 where e2m1 has 0.5/6 ≈ 0.083. Both 0 and -0 appear (indices 0
-    and 8). Taught in 03_uniform_vs_nonuniform.
+    and 8). Taught in 03_nonuniform.
     """
     low3 = torch.arange(8)
     e = low3 >> 1
@@ -361,7 +363,7 @@ def kmeans_fit(
     converges in the fewest iterations), ``"linear"`` (evenly spaced from min to max, Deep
     Compression's choice), ``"random"`` (distinct values
     drawn with ``seed``), or a strictly ascending tensor of ``n_levels`` starting levels.
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
     n_levels = check_int(n_levels, "n_levels", lo=1, hi=65536)
@@ -444,7 +446,7 @@ def kmeans_levels(
 ) -> torch.Tensor:
     """The ``2^bits`` k-means levels of ``x`` (ascending float32); see ``kmeans_fit``.
 
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     bits = check_bits(bits, lo=1, hi=16)
     return kmeans_fit(x, 2**bits, init=init, max_iter=max_iter, tol=tol, seed=seed).levels
@@ -458,7 +460,7 @@ def kmeans_levels(
 def rule_codebook(x: torch.Tensor) -> torch.Tensor:
     """The simplest code book, a hand-written rule: ``x < 0 -> 0``, ``0 <= x < 1 -> 1``, ``x >= 1 -> 2``.
 
-    ``bucketize(x, [0, 1], right=True)``; returns int64 codes. Taught in 03_uniform_vs_nonuniform.
+    ``bucketize(x, [0, 1], right=True)``; returns int64 codes. Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
     return torch.bucketize(x.detach(), torch.tensor([0.0, 1.0], dtype=x.dtype), right=True)
@@ -478,7 +480,7 @@ def storage_bits_per_weight(
     ``n_blocks = ceil(n / block_size)`` when ``block_size`` is given (one absmax or scale per
     block), else 0. Example: NF4 with block 64 and fp32 absmax: ``4 + 32/64 = 4.5`` bits
     (the 16-entry table is a constant of the format, not stored: ``n_codebook=0``); a k-means
-    codebook of 16 fp32 levels per tensor adds ``16·32/n``. Taught in 03_uniform_vs_nonuniform.
+    codebook of 16 fp32 levels per tensor adds ``16·32/n``. Taught in 03_nonuniform.
     """
     n_weights = check_int(n_weights, "n_weights", lo=1)
     bits = check_bits(bits, lo=1, hi=32)
@@ -496,7 +498,7 @@ def pack_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
     """Pack ``bits``-bit codes (1, 2, 4 or 8) into bytes, first code in the highest bits (bitsandbytes' nibble order).
 
     ``q`` is flattened and zero-padded to a whole number of bytes. Returns uint8 of length
-    ``ceil(n·bits/8)``. Taught in 03_uniform_vs_nonuniform.
+    ``ceil(n·bits/8)``. Taught in 03_nonuniform.
     """
     check_choice(bits, "bits", (1, 2, 4, 8))
     _check_indices(q, 2**bits)
@@ -511,7 +513,7 @@ def pack_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def unpack_codes(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
-    """Inverse of ``pack_codes``: the first ``n`` codes (uint8). Taught in 03_uniform_vs_nonuniform."""
+    """Inverse of ``pack_codes``: the first ``n`` codes (uint8). Taught in 03_nonuniform."""
     check_choice(bits, "bits", (1, 2, 4, 8))
     check_tensor(packed, "packed")
     if packed.dtype != torch.uint8:
@@ -531,6 +533,16 @@ def unpack_codes(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
 #: k-means fitted to the (block-normalised) data, NormalFloat, FP4 e2m1.
 METHODS = ("uniform", "affine", "pow2", "kmeans", "nf", "fp4")
 
+#: How figures, tables and the widget name each method.
+METHOD_LABELS = {
+    "uniform": "uniform (absmax)",
+    "affine": "uniform (affine)",
+    "pow2": "power-of-two",
+    "kmeans": "k-means",
+    "nf": "NormalFloat",
+    "fp4": "FP4 e2m1",
+}
+
 
 def method_levels(method: str, bits: int, x_normalised: torch.Tensor | None = None, *, seed: int = 0) -> torch.Tensor:
     """The normalised codebook of ``method`` at ``bits`` (k-means needs the normalised data to fit).
@@ -538,7 +550,7 @@ def method_levels(method: str, bits: int, x_normalised: torch.Tensor | None = No
     ``"uniform"`` -> ``uniform_levels``, ``"pow2"`` -> ``pow2_levels``, ``"nf"`` -> ``nf_levels``,
     ``"fp4"`` -> ``fp4_e2m1_levels`` (4 bits only), ``"kmeans"`` -> ``kmeans_levels(x_normalised)``.
     (``"affine"`` has no fixed codebook: its grid moves with each block's min and max.)
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     check_choice(method, "method", tuple(m for m in METHODS if m != "affine"))
     bits = check_bits(bits, lo=2, hi=8)
@@ -589,7 +601,7 @@ def nonuniform_fake_quantize(
     one codebook of ``2^bits`` levels to all the normalised values (its storage cost is counted
     separately, see ``storage_bits_per_weight``). ``"affine"``: min-max asymmetric uniform
     quantization per block with ``helpers.affine`` (``2^bits`` levels, zero exact).
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
     check_choice(method, "method", METHODS)
@@ -610,3 +622,55 @@ def nonuniform_fake_quantize(
     q, absmax = blockwise_absmax_codebook(flat, levels, bs)
     x_hat = blockwise_codebook_dequantize(q, absmax, levels, bs, tuple(x.shape))
     return NonUniformResult(x_hat, levels, absmax)
+
+
+def codebook_view(
+    x: torch.Tensor, method: str = "nf", bits: int = 4, block_size: int | None = 64, name: str = "weights"
+) -> dict:
+    """What the lesson's codebook widget shows for ``x`` quantized with ``method`` at ``bits`` and ``block_size``.
+
+    Returns a dict: ``method, bits, block_size, name``; ``normalised`` (``x / absmax(block)``, or
+    ``x / absmax`` for affine, whose grid moves per block), ``levels`` (the normalised codebook, None
+    for affine), ``err = x_hat - x`` (flat), ``mse``, ``sqnr_db``, ``bits_per_weight`` (codes, one
+    fp32 absmax per block, and a fitted k-means codebook of fp32 levels), ``title`` and ``readout``
+    (text). FP4 e2m1 at ``bits != 4`` gives only ``message`` and ``readout``, saying so.
+    Drawn by ``helpers.plotting.nonuniform.codebook_figure``. Taught in 03_nonuniform.
+    """
+    check_float_tensor(x, "x")
+    check_choice(method, "method", METHODS)
+    if method == "fp4" and bits != 4:
+        return {"message": f"FP4 e2m1 is a 4-bit format; pick bits = 4 (got {bits})", "readout": "FP4 needs bits = 4"}
+    res = nonuniform_fake_quantize(x, method, bits, block_size)
+    flat = x.detach().reshape(-1).float()
+    err = res.x_hat.reshape(-1) - flat
+    mse = float((err**2).mean())
+    sqnr = 10 * np.log10(float((flat**2).mean()) / max(mse, 1e-30))
+    n = flat.numel()
+    bs = block_size if block_size is not None else n
+    n_codebook = res.levels.numel() if method == "kmeans" else 0
+    bpw = storage_bits_per_weight(n, bits, n_codebook=n_codebook, block_size=bs)
+    if method == "affine":
+        normalised = flat / flat.abs().max()
+        title = f"{name}: x / absmax (affine grid moves per block)"
+    else:
+        normalised, _ = _block_absmax_normalise(flat, bs)
+        title = f"{name}: x / absmax(block) with {METHOD_LABELS[method]} levels"
+    block = "per tensor" if block_size is None else f"block {block_size}"
+    readout = (
+        f"{METHOD_LABELS[method]}, {bits} bits, {block}: MSE {mse:.4g}, SQNR {sqnr:.2f} dB, "
+        f"storage {bpw:.3f} bits/weight"
+    )
+    return {
+        "method": method,
+        "bits": bits,
+        "block_size": block_size,
+        "name": name,
+        "normalised": normalised,
+        "levels": res.levels,
+        "err": err,
+        "mse": mse,
+        "sqnr_db": float(sqnr),
+        "bits_per_weight": bpw,
+        "title": title,
+        "readout": readout,
+    }

@@ -1,27 +1,21 @@
-"""Figures for 03_uniform_vs_nonuniform: codebook levels over weight histograms, the image demo, the widget view."""
+"""Figures for 03_nonuniform: codebook levels over weight histograms, the image demo, the widget view.
+
+Pure functions: arrays (or ``helpers.nonuniform.codebook_view``'s dict) in, Figure out; nothing
+here quantizes. Taught in 03_nonuniform.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from helpers._validate import check_choice, check_float_tensor
-from helpers.nonuniform import METHODS, _block_absmax_normalise, nonuniform_fake_quantize, storage_bits_per_weight
+from helpers._validate import check_float_tensor
 from helpers.plotting import COLORS, new_figure
 
-__all__ = ["levels_over_histograms", "image_grid", "draw_codebook", "METHOD_LABELS"]
-
-METHOD_LABELS = {
-    "uniform": "uniform (absmax)",
-    "affine": "uniform (affine)",
-    "pow2": "power-of-two",
-    "kmeans": "k-means",
-    "nf": "NormalFloat",
-    "fp4": "FP4 e2m1",
-}
+__all__ = ["levels_over_histograms", "image_grid", "codebook_figure"]
 
 
 def _hist_with_levels(ax, values: torch.Tensor, levels: torch.Tensor | None, title: str, bins: int = 120) -> None:
@@ -47,7 +41,7 @@ def levels_over_histograms(
     """Small multiples: each panel ``(title, values in [-1, 1], levels)`` is a histogram with the levels as green lines.
 
     Values are normalised weights (``x / absmax``); ``levels`` may be None (histogram only).
-    Taught in 03_uniform_vs_nonuniform.
+    Taught in 03_nonuniform.
     """
     if not panels:
         raise ValueError("panels must be a non-empty sequence of (title, values, levels)")
@@ -73,7 +67,7 @@ def image_grid(
     """A grid of grey images: one row per ``(label, images)``, columns titled ``col_titles``.
 
     Pixel values are shown on a fixed 0..255 scale for images and 0..max for error rows (cmap
-    ``"magma"``), so rows compare fairly. Taught in 03_uniform_vs_nonuniform.
+    ``"magma"``), so rows compare fairly. Taught in 03_nonuniform.
     """
     if not rows or any(len(imgs) != len(col_titles) for _, imgs in rows):
         raise ValueError("rows must be non-empty and each row must hold one image per column title")
@@ -97,49 +91,28 @@ def image_grid(
     return fig
 
 
-def draw_codebook(
-    x: torch.Tensor, method: str = "nf", bits: int = 4, block_size: int | None = 64, name: str = "weights"
-) -> tuple[Figure, str]:
-    """The widget's view: normalised ``x`` with the method's levels (left), the error histogram (right), and a readout.
+def codebook_figure(view: Mapping) -> Figure:
+    """The widget's picture: normalised ``x`` with the method's levels (left) and the error histogram (right).
 
-    Readout: MSE and SQNR of ``x_hat`` against ``x`` and the storage in bits per weight (codes,
-    one fp32 absmax per block, and a fitted k-means codebook of fp32 levels).
-    Taught in 03_uniform_vs_nonuniform.
+    ``view`` is ``helpers.nonuniform.codebook_view(x, method, bits, block_size, name)``; a view
+    with a ``message`` (an impossible setting) is drawn as that message. Taught in 03_nonuniform.
     """
-    check_float_tensor(x, "x")
-    check_choice(method, "method", METHODS)
-    if method == "fp4" and bits != 4:
-        return _message_figure(f"FP4 e2m1 is a 4-bit format; pick bits = 4 (got {bits})"), "FP4 needs bits = 4"
-    res = nonuniform_fake_quantize(x, method, bits, block_size)
-    flat = x.detach().reshape(-1).float()
-    err = res.x_hat.reshape(-1) - flat
-    mse = float((err**2).mean())
-    sqnr = 10 * np.log10(float((flat**2).mean()) / max(mse, 1e-30))
-    n = flat.numel()
-    bs = block_size if block_size is not None else n
-    n_codebook = res.levels.numel() if method == "kmeans" else 0
-    bpw = storage_bits_per_weight(n, bits, n_codebook=n_codebook, block_size=bs)
+    if not isinstance(view, Mapping):
+        raise TypeError(f"view must be the dict helpers.nonuniform.codebook_view returns, got {type(view).__name__}")
+    if "message" in view:
+        return _message_figure(view["message"])
+    missing = [k for k in ("normalised", "levels", "err", "mse", "title") if k not in view]
+    if missing:
+        raise ValueError(f"view must be the dict helpers.nonuniform.codebook_view returns; missing keys {missing}")
     fig, (ax0, ax1) = new_figure(8.5, 3.2, ncols=2)
-    if method == "affine":
-        normalised = flat / flat.abs().max()
-        title = f"{name}: x / absmax (affine grid moves per block)"
-        _hist_with_levels(ax0, normalised, None, title)
-    else:
-        normalised, _ = _block_absmax_normalise(flat, bs)
-        title = f"{name}: x / absmax(block) with {METHOD_LABELS[method]} levels"
-        _hist_with_levels(ax0, normalised, res.levels, title)
-    e = err.numpy()
+    _hist_with_levels(ax0, view["normalised"], view["levels"], view["title"])
+    e = view["err"].numpy()
     lim = float(np.abs(e).max()) or 1.0
     ax1.hist(e, bins=100, range=(-lim, lim), color=COLORS["err"], alpha=0.8)
     ax1.set_yscale("log")
-    ax1.set_title(f"err = x_hat - x   (MSE {mse:.3g})", fontsize=9)
+    ax1.set_title(f"err = x_hat - x   (MSE {view['mse']:.3g})", fontsize=9)
     ax1.tick_params(labelsize=7)
-    block = "per tensor" if block_size is None else f"block {block_size}"
-    text = (
-        f"{METHOD_LABELS[method]}, {bits} bits, {block}: MSE {mse:.4g}, SQNR {sqnr:.2f} dB, "
-        f"storage {bpw:.3f} bits/weight"
-    )
-    return fig, text
+    return fig
 
 
 def _message_figure(message: str) -> Figure:

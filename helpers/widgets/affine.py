@@ -1,6 +1,6 @@
 """Widget of lesson 02: bits, clip range, scheme and input distribution -> histogram, grid, error, MSE/SQNR.
 
-Taught in 02_affine_vs_scale.
+Taught in 02_affine.
 """
 
 from __future__ import annotations
@@ -8,20 +8,26 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from helpers._validate import check_bits, check_choice, check_finite_number
-from helpers.plotting.affine import DISTRIBUTIONS, SCHEMES, playground
+from helpers.affine import DISTRIBUTIONS, SCHEMES, playground_view
+from helpers.plotting.affine import playground_figure
 from helpers.widgets import panel
 
 __all__ = ["affine_playground"]
 
 
+def _draw(bits: int, clip: float, scheme: str, distribution: str):
+    view = playground_view(bits, clip, scheme, distribution)
+    return playground_figure(view), view["readout"]
+
+
 def affine_playground(
     bits: int = 4, clip: float = 1.0, scheme: str = "affine", distribution: str = "normal"
 ) -> widgets.VBox:
-    """A panel redrawing ``helpers.plotting.affine.playground`` from four controls.
+    """A panel redrawing ``helpers.affine.playground_view`` with ``helpers.plotting.affine.playground_figure``.
 
     Controls (``box.controls``): ``bits`` (IntSlider 2..8, described "bits"), ``clip`` (FloatSlider
     0.05..1, fraction of the min-max range kept), ``scheme`` and ``distribution`` (Dropdowns).
-    Taught in 02_affine_vs_scale.
+    Taught in 02_affine.
     """
     bits = check_bits(bits, lo=2, hi=8)
     clip = check_finite_number(clip, "clip")
@@ -38,4 +44,4 @@ def affine_playground(
         "scheme": widgets.Dropdown(options=list(SCHEMES), value=scheme, description="scheme"),
         "distribution": widgets.Dropdown(options=list(DISTRIBUTIONS), value=distribution, description="distribution"),
     }
-    return panel(playground, controls, columns=4)
+    return panel(_draw, controls, columns=4)

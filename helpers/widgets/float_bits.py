@@ -1,8 +1,8 @@
 """The bit-explorer widget of 01_float_bits: a value and a format -> coloured bits, decoded value, error; flip bits.
 
-Taught in 01_float_bits. Built on ``helpers.widgets.panel`` with ``draw_float_bits`` from
-``helpers.plotting.float_bits``. Controls: ``value`` (FloatText), ``fmt`` (Dropdown) and
-``bits`` (Text with the bit pattern). A row of toggle buttons, one per bit (``box.toggles``),
+Taught in 01_float_bits. Built on ``helpers.widgets.panel``: each redraw computes
+``helpers.float_bits.float_bits_view`` and draws it with ``helpers.plotting.float_bits.plot_float_bits``.
+Controls: ``value`` (FloatText), ``fmt`` (Dropdown) and ``bits`` (Text with the bit pattern). A row of toggle buttons, one per bit (``box.toggles``),
 flips single bits: clicking one rewrites ``bits``, which redraws. Typing a new value or picking
 another format rewrites ``bits`` to the pattern of the rounded value.
 """
@@ -12,14 +12,19 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from helpers._validate import check_choice
-from helpers.formats import FORMATS, float_bits, format_info
-from helpers.plotting.float_bits import draw_float_bits
+from helpers.float_bits import FORMATS, float_bits_view
+from helpers.plotting.float_bits import plot_float_bits
 from helpers.widgets import panel
 
 __all__ = ["float_bits_widget"]
 
 _STYLES = {"sign": "danger", "exponent": "success", "mantissa": "info"}
 _MAX_BITS = 32
+
+
+def _draw(value: float, fmt: str, bits: str):
+    view = float_bits_view(value, fmt, bits)
+    return plot_float_bits(view), view["readout"]
 
 
 def float_bits_widget(value: float = 85.125, fmt: str = "fp32") -> widgets.VBox:
@@ -35,7 +40,7 @@ def float_bits_widget(value: float = 85.125, fmt: str = "fp32") -> widgets.VBox:
     value_w = widgets.FloatText(value=float(value), description="value x", step=0.125)
     fmt_w = widgets.Dropdown(options=list(FORMATS), value=fmt, description="format")
     bits_w = widgets.Text(
-        value=float_bits(value, fmt).bits,
+        value=float_bits_view(value, fmt)["typed_bits"],
         description="bits",
         continuous_update=False,
         layout=widgets.Layout(width="420px"),
@@ -47,37 +52,32 @@ def float_bits_widget(value: float = 85.125, fmt: str = "fp32") -> widgets.VBox:
     syncing = {"active": False}
 
     def refresh_toggles() -> None:
-        info = format_info(fmt_w.value)
-        digits = bits_w.value.replace(" ", "").replace("_", "")
-        if len(digits) != info.bits or set(digits) - {"0", "1"}:
-            digits = float_bits(value_w.value, fmt_w.value).bits
+        view = float_bits_view(value_w.value, fmt_w.value, bits_w.value)  # the typed bits, or the value's if invalid
+        digits, fields = view["bits"], view["fields"]
         syncing["active"] = True
         try:
             for i, t in enumerate(toggles):
-                if i < info.bits:
-                    field = "sign" if i == 0 else "exponent" if i <= info.exp_bits else "mantissa"
+                if i < len(digits):
+                    field = fields[i]
                     t.layout.display = None
                     t.button_style = _STYLES[field]
                     t.value = digits[i] == "1"
                     t.description = digits[i]
-                    t.tooltip = f"bit {info.bits - 1 - i} ({field})"
+                    t.tooltip = f"bit {len(digits) - 1 - i} ({field})"
                 else:
                     t.layout.display = "none"
         finally:
             syncing["active"] = False
 
     def on_value_or_fmt(_change=None) -> None:
-        bits_w.value = float_bits(value_w.value, fmt_w.value).bits
+        bits_w.value = float_bits_view(value_w.value, fmt_w.value)["typed_bits"]
         refresh_toggles()
 
     def on_toggle(change) -> None:
         if syncing["active"]:
             return
         i = toggles.index(change["owner"])
-        digits = list(float_bits(value_w.value, fmt_w.value).bits)
-        current = bits_w.value.replace(" ", "").replace("_", "")
-        if len(current) == len(digits) and not set(current) - {"0", "1"}:
-            digits = list(current)
+        digits = list(float_bits_view(value_w.value, fmt_w.value, bits_w.value)["bits"])
         digits[i] = "1" if change["new"] else "0"
         bits_w.value = "".join(digits)
 
@@ -88,7 +88,7 @@ def float_bits_widget(value: float = 85.125, fmt: str = "fp32") -> widgets.VBox:
     for t in toggles:
         t.observe(on_toggle, names="value")
 
-    box = panel(draw_float_bits, {"value": value_w, "fmt": fmt_w, "bits": bits_w})
+    box = panel(_draw, {"value": value_w, "fmt": fmt_w, "bits": bits_w})
     refresh_toggles()
     toggle_row = widgets.HBox(toggles, layout=widgets.Layout(flex_flow="row wrap"))
     children = list(box.children)

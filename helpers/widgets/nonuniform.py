@@ -1,4 +1,4 @@
-"""Widget for 03_uniform_vs_nonuniform: method × bits × block size over one weight tensor."""
+"""Widget for 03_nonuniform: method × bits × block size over one weight tensor."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import ipywidgets as widgets
 import torch
 
 from helpers._validate import check_float_tensor
-from helpers.nonuniform import METHODS
-from helpers.plotting.nonuniform import METHOD_LABELS, draw_codebook
+from helpers.nonuniform import METHOD_LABELS, METHODS, codebook_view
+from helpers.plotting.nonuniform import codebook_figure
 from helpers.widgets import panel
 
 __all__ = ["codebook_widget", "BLOCK_CHOICES"]
@@ -20,7 +20,8 @@ def codebook_widget(
 ) -> widgets.VBox:
     """A panel: choose the method, bits (2-4) and block size; see the levels over ``x``'s histogram and the MSE.
 
-    Wires ``helpers.plotting.nonuniform.draw_codebook``. Taught in 03_uniform_vs_nonuniform.
+    Each redraw computes ``helpers.nonuniform.codebook_view`` and draws it with
+    ``helpers.plotting.nonuniform.codebook_figure``. Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
     x = x.detach().float().clone()
@@ -33,6 +34,7 @@ def codebook_widget(
     }
 
     def draw(method: str, bits: int, block_size: int | None):
-        return draw_codebook(x, method, bits, block_size, name)
+        view = codebook_view(x, method, bits, block_size, name)
+        return codebook_figure(view), view["readout"]
 
     return panel(draw, controls)

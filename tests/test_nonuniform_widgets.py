@@ -1,11 +1,12 @@
-"""Widget and plotting tests for 03_uniform_vs_nonuniform."""
+"""View, plotting and widget tests for 03_nonuniform."""
 
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
-from helpers.plotting.nonuniform import draw_codebook, image_grid, levels_over_histograms
+from helpers.nonuniform import METHODS, codebook_view, nonuniform_fake_quantize
+from helpers.plotting.nonuniform import codebook_figure, image_grid, levels_over_histograms
 from helpers.widgets.nonuniform import codebook_widget
 
 
@@ -35,17 +36,33 @@ def test_widget_bad_input():
         codebook_widget(torch.arange(10))
 
 
-@pytest.mark.parametrize("method", ["uniform", "affine", "pow2", "kmeans", "nf", "fp4"])
-def test_draw_codebook_readout(w, method):
-    fig, text = draw_codebook(w, method, 4, 64)
-    assert isinstance(fig, Figure) and "MSE" in text and "bits/weight" in text
+@pytest.mark.parametrize("method", METHODS)
+def test_codebook_view_readout_and_figure(w, method):
+    view = codebook_view(w, method, 4, 64)
+    assert "MSE" in view["readout"] and "bits/weight" in view["readout"]
+    res = nonuniform_fake_quantize(w, method, 4, 64)
+    assert torch.equal(view["err"], (res.x_hat - w).reshape(-1))
+    assert view["mse"] == pytest.approx(float(((res.x_hat - w) ** 2).mean()))
+    assert (view["levels"] is None) == (method == "affine")
+    assert float(view["normalised"].abs().max()) <= 1.0
+    assert isinstance(codebook_figure(view), Figure)
 
 
-def test_draw_codebook_bad_input(w):
+def test_codebook_view_fp4_needs_four_bits(w):
+    view = codebook_view(w, "fp4", 3)
+    assert view["readout"] == "FP4 needs bits = 4" and "bits = 4" in view["message"]
+    assert isinstance(codebook_figure(view), Figure)
+
+
+def test_codebook_view_and_figure_bad_input(w):
     with pytest.raises(ValueError, match="method"):
-        draw_codebook(w, "nf5")
+        codebook_view(w, "nf5")
     with pytest.raises(ValueError, match="x"):
-        draw_codebook(torch.tensor([]))
+        codebook_view(torch.tensor([]))
+    with pytest.raises(TypeError, match="view must be the dict"):
+        codebook_figure(w)
+    with pytest.raises(ValueError, match="missing keys"):
+        codebook_figure({"mse": 1.0})
 
 
 def test_levels_over_histograms_and_image_grid():

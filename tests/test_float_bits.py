@@ -1,4 +1,4 @@
-"""helpers.formats: format table vs torch.finfo, bits vs struct and torch's float dtypes (bit-exact), properties, bad input."""
+"""helpers.float_bits: format table vs torch.finfo, bits vs struct and torch's float dtypes (bit-exact), properties, bad input."""
 
 import math
 import struct
@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers.formats import (
+from helpers.float_bits import (
     FORMATS,
     FloatBits,
     classify,

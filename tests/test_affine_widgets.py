@@ -1,10 +1,11 @@
-"""Tests of lesson 02's plotting functions and widget: redraws, figures, and bad input."""
+"""Tests of lesson 02's views, figures and widget: redraws, figures, and bad input."""
 
 import pytest
 import torch
 from matplotlib.figure import Figure
 
 from helpers import affine as A
+from helpers.affine import clip_range, playground_view, quant_view, sample_distribution, small_multiples_view
 from helpers.plotting import affine as P
 from helpers.widgets.affine import affine_playground
 
@@ -37,11 +38,11 @@ def test_widget_bad_input():
         affine_playground(distribution="cauchy")
 
 
-@pytest.mark.parametrize("name", P.DISTRIBUTIONS)
+@pytest.mark.parametrize("name", A.DISTRIBUTIONS)
 def test_sample_distribution(name):
-    x = P.sample_distribution(name, 5000, seed=3)
+    x = sample_distribution(name, 5000, seed=3)
     assert x.shape == (5000,) and x.dtype == torch.float32 and bool(torch.isfinite(x).all())
-    assert torch.equal(x, P.sample_distribution(name, 5000, seed=3))
+    assert torch.equal(x, sample_distribution(name, 5000, seed=3))
     if name == "relu":
         assert x.min().item() == 0.0 and (x == 0).float().mean().item() > 0.4
     if name == "heavy-tailed":
@@ -52,33 +53,33 @@ def test_sample_distribution(name):
 
 def test_sample_distribution_bad_input():
     with pytest.raises(ValueError, match="name"):
-        P.sample_distribution("gamma")
+        sample_distribution("gamma")
     with pytest.raises(ValueError, match="n"):
-        P.sample_distribution("normal", 0)
+        sample_distribution("normal", 0)
     with pytest.raises(TypeError, match="seed"):
-        P.sample_distribution("normal", 10, seed=1.5)
+        sample_distribution("normal", 10, seed=1.5)
 
 
 def test_clip_range_and_bad_input():
     x = torch.tensor([-1.0, 3.0])
-    assert P.clip_range(x, 1.0) == (-1.0, 3.0)
-    assert P.clip_range(x, 0.5, "symmetric") == (-1.5, 1.5)
-    assert P.clip_range(torch.tensor([1.0, 2.0]), 1.0) == (0.0, 2.0)  # widened to include 0
+    assert clip_range(x, 1.0) == (-1.0, 3.0)
+    assert clip_range(x, 0.5, "symmetric") == (-1.5, 1.5)
+    assert clip_range(torch.tensor([1.0, 2.0]), 1.0) == (0.0, 2.0)  # widened to include 0
     with pytest.raises(ValueError, match="clip"):
-        P.clip_range(x, 0.0)
+        clip_range(x, 0.0)
     with pytest.raises(ValueError, match="clip"):
-        P.clip_range(x, 1.5)
+        clip_range(x, 1.5)
     with pytest.raises(ValueError, match="scheme"):
-        P.clip_range(x, 1.0, "minmax")
+        clip_range(x, 1.0, "minmax")
     with pytest.raises(TypeError, match="x"):
-        P.clip_range(torch.arange(3), 1.0)
+        clip_range(torch.arange(3), 1.0)
     with pytest.raises(ValueError, match="x"):
-        P.clip_range(torch.tensor([float("nan")]), 1.0)
+        clip_range(torch.tensor([float("nan")]), 1.0)
 
 
 def test_quant_view_matches_helpers():
-    x = P.sample_distribution("normal", 1000)
-    v = P.quant_view(x, 4, 1.0, "affine")
+    x = sample_distribution("normal", 1000)
+    v = quant_view(x, 4, 1.0, "affine")
     assert torch.equal(v["x_hat"], A.fake_quantize_tensor(x, 4))
     assert len(v["levels"]) == 16 and 0.0 in v["levels"].tolist()
     lo, hi = v["levels"][0], v["levels"][-1]
@@ -88,11 +89,14 @@ def test_quant_view_matches_helpers():
     gap = torch.maximum(lo - x, x - hi)[outside]
     assert bool((gap <= v["scale"] / 2 * (1 + 1e-6)).all())
     with pytest.raises(ValueError, match="bits"):
-        P.quant_view(x, 0)
+        quant_view(x, 0)
 
 
 def test_static_figures():
-    assert isinstance(P.small_multiples(3, ["affine"], ["uniform", "relu"]), Figure)
+    view = small_multiples_view(3, ["affine"], ["uniform", "relu"])
+    assert set(view["views"]) == {("affine", "uniform"), ("affine", "relu")}
+    assert torch.equal(view["views"]["affine", "relu"]["x_hat"], A.fake_quantize_tensor(view["samples"]["relu"], 3))
+    assert isinstance(P.small_multiples_figure(view), Figure)
     fig = P.clip_sweep_figure([0.5, 1.0], {"total": [1.0, 2.0], "rounding": [0.5, 1.0]}, "t")
     assert isinstance(fig, Figure)
     assert isinstance(P.sqnr_bits_figure([2, 4], {"uniform": [12.0, 24.0]}), Figure)
@@ -101,11 +105,17 @@ def test_static_figures():
 
 def test_static_figures_bad_input():
     with pytest.raises(ValueError, match="schemes"):
-        P.small_multiples(3, ["asym"])
+        small_multiples_view(3, ["asym"])
     with pytest.raises(ValueError, match="distributions"):
-        P.small_multiples(3, ["affine"], ["beta"])
+        small_multiples_view(3, ["affine"], ["beta"])
     with pytest.raises(ValueError, match="bits"):
-        P.small_multiples(0)
+        small_multiples_view(0)
+    with pytest.raises(ValueError, match="non-empty"):
+        small_multiples_view(3, [])
+    with pytest.raises(TypeError, match="view must be the dict"):
+        P.small_multiples_figure(3)
+    with pytest.raises(ValueError, match="missing keys"):
+        P.playground_figure({"x": torch.zeros(3)})
     with pytest.raises(ValueError, match="clips"):
         P.clip_sweep_figure([], {"total": []})
     with pytest.raises(ValueError, match="series"):
@@ -117,7 +127,7 @@ def test_static_figures_bad_input():
 
 
 def test_fake_quantize_range_and_split():
-    x = P.sample_distribution("heavy-tailed", 4000)
+    x = sample_distribution("heavy-tailed", 4000)
     x_hat = A.fake_quantize_range(x, -2.0, 2.0, 4)
     scale, zp = A.affine_qparams(-2.0, 2.0, 4)
     assert torch.equal(x_hat, A.fake_quantize(x, scale, zp, -8, 7))
@@ -152,14 +162,23 @@ def test_fake_quantize_range_and_split_bad_input():
         A.clipping_error_split(x, x, -1.0, float("nan"))
 
 
-def test_playground_readout_and_bad_input():
-    fig, text = P.playground(3, 0.5, "symmetric", "relu")
-    assert isinstance(fig, Figure) and "bits=3" in text and "zero_point=0" in text and "SQNR" in text
+def test_playground_view_readout_and_bad_input():
+    view = playground_view(3, 0.5, "symmetric", "relu")
+    text = view["readout"]
+    assert "bits=3" in text and "zero_point=0" in text and "SQNR" in text
+    assert torch.equal(view["x"], sample_distribution("relu", 8192, seed=0))
+    # the error curve is the same fake-quantizer applied to a dense line through the data
+    dense_hat = A.fake_quantize(view["dense"], view["scale"], view["zero_point"], view["qmin"], view["qmax"])
+    assert torch.equal(view["dense_err"], dense_hat - view["dense"])
+    assert float(view["dense_err"][(view["dense"] >= 0) & (view["dense"] <= view["levels"][-1])].abs().max()) <= (
+        view["scale"] / 2 * (1 + 1e-6)
+    )
+    assert isinstance(P.playground_figure(view), Figure)
     with pytest.raises(ValueError, match="bits"):
-        P.playground(17)
+        playground_view(17)
     with pytest.raises(ValueError, match="clip"):
-        P.playground(4, 2.0)
+        playground_view(4, 2.0)
     with pytest.raises(ValueError, match="scheme"):
-        P.playground(4, 1.0, "asym")
+        playground_view(4, 1.0, "asym")
     with pytest.raises(ValueError, match="distribution"):
-        P.playground(4, 1.0, "affine", "lognormal")
+        playground_view(4, 1.0, "affine", "lognormal")

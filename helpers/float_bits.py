@@ -10,7 +10,7 @@ mantissa (fraction) bits stores a sign ``s``, a biased exponent ``e`` and a frac
 ``fp8_e4m3`` is the OCP / ``torch.float8_e4m3fn`` variant: no infinities, the all-ones exponent
 holds normal numbers, and only ``S.1111.111`` is NaN, so its largest value is ``1.110b · 2^8 = 448``.
 
-Rounding follows PyTorch's casts bit for bit (checked in ``tests/test_formats.py``): the input is
+Rounding follows PyTorch's casts bit for bit (checked in ``tests/test_float_bits.py``): the input is
 first cast to float32, then rounded to nearest with ties to even; overflow gives ±inf in fp16,
 bf16 and fp8_e5m2, while ``.to(torch.float8_e4m3fn)`` saturates to ±448 (even ±inf becomes ±448).
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers._validate import check_choice, check_float_tensor, check_tensor
+from helpers._validate import check_choice, check_float_tensor, check_int, check_tensor
 
 __all__ = [
     "FORMATS",
@@ -37,6 +37,9 @@ __all__ = [
     "value_from_bits",
     "classify",
     "ulp",
+    "float_bits_view",
+    "ulp_view",
+    "magnitudes_view",
 ]
 
 #: The format names every function accepts, narrowest exponent last.
@@ -271,8 +274,40 @@ class FloatBits:
             return math.nan
         return self.value - self.x
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The field each bit belongs to, sign first: ``"sign"``, ``"exponent"`` or ``"mantissa"``."""
+        return ("sign",) + ("exponent",) * len(self.exponent) + ("mantissa",) * len(self.mantissa)
+
+    @property
+    def decoding(self) -> str:
+        """The value as the format's formula, e.g. ``+(1 + 2752512/2^23) x 2^(133 - 127) = 85.125``."""
+        info = _INFO[self.fmt]
+        s = "-" if self.sign == "1" else "+"
+        if self.kind == "normal":
+            frac = int(self.mantissa, 2)
+            return (
+                f"{s}(1 + {frac}/2^{info.man_bits}) x 2^({self.biased_exponent} - {info.bias}) = "
+                f"{_fmt_number(self.value)}"
+            )
+        if self.kind == "subnormal":
+            frac = int(self.mantissa, 2)
+            return f"{s}({frac}/2^{info.man_bits}) x 2^({info.emin}) = {_fmt_number(self.value)}  (subnormal)"
+        if self.kind == "zero":
+            return f"{s}0 (zero)"
+        return f"{s}inf" if self.kind == "inf" else "NaN"
+
     def __str__(self) -> str:
         return f"{self.sign} {self.exponent} {self.mantissa}"
+
+
+def _fmt_number(v: float) -> str:
+    """``v`` with up to 10 significant digits; ``NaN``, ``inf`` and ``-inf`` spelled out."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "-inf" if v < 0 else "inf"
+    return f"{v:.10g}"
 
 
 def _record(code: int, x: float, info: FloatFormat) -> FloatBits:
@@ -354,3 +389,148 @@ def ulp(x: torch.Tensor, fmt: str) -> torch.Tensor:
     k = torch.where(r > 0, k, torch.full_like(k, info.emin))
     out = torch.ldexp(torch.ones_like(safe), k - info.man_bits)
     return torch.where(torch.isfinite(r), out, torch.full_like(out, math.nan))
+
+
+# --------------------------------------------------------------------------------------------
+# what the lesson's pictures show (helpers.plotting.float_bits draws these dicts)
+# --------------------------------------------------------------------------------------------
+
+
+def _neighbours(rec: FloatBits) -> tuple[float, float, bool] | None:
+    """``(lower, upper, outer_exists)``: the representable values just below and above ``rec.value``.
+
+    None for inf/NaN. At ±max the missing outer neighbour is replaced by one more gap and
+    ``outer_exists`` is False (it is then not a real value and is drawn without a tick).
+    """
+    if not math.isfinite(rec.value):
+        return None
+    info = _INFO[rec.fmt]
+    mag = rec.code & (2 ** (info.bits - 1) - 1)
+    smaller = float(decode(torch.tensor([mag - 1]), rec.fmt)[0]) if mag > 0 else -info.smallest_subnormal
+    larger = float(decode(torch.tensor([mag + 1]), rec.fmt)[0])
+    exists = math.isfinite(larger)
+    if not exists:
+        larger = abs(rec.value) + (abs(rec.value) - smaller)
+    if rec.sign == "0":
+        return smaller, larger, exists
+    return -larger, -smaller, exists
+
+
+def float_bits_view(value: float, fmt: str, bits: str = "") -> dict:
+    """What the bit explorer shows for ``value`` in ``fmt``, or for the pattern ``bits`` when it has the format's length.
+
+    Returns a dict: ``fmt``; ``x`` (the typed value); ``rec`` (the ``FloatBits`` shown: the pattern
+    ``bits`` when it is valid, else ``value`` rounded to ``fmt``); ``bits`` (``rec.bits``);
+    ``typed_bits`` (the pattern of the rounded ``value``); ``fields`` (field of each bit);
+    ``note`` (why ``bits`` was used or ignored); ``err = x_hat - x`` and ``rel = |err| / |x|`` (NaN
+    when undefined); ``neighbours`` (``(lower, upper, outer_exists)`` around ``x_hat``, None for
+    inf/NaN); ``title`` and ``readout`` (text). Drawn by ``helpers.plotting.float_bits.plot_float_bits``.
+    Taught in 01_float_bits.
+    """
+    info = _check_fmt(fmt)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"value must be a real number, got {type(value).__name__}")
+    if not isinstance(bits, str):
+        raise TypeError(f"bits must be a str of '0'/'1', got {type(bits).__name__}")
+    value = float(value)
+    typed = float_bits(value, fmt)
+    digits = bits.replace(" ", "").replace("_", "")
+    note = ""
+    if digits and len(digits) == info.bits and not set(digits) - {"0", "1"}:
+        rec = value_from_bits(digits, fmt)
+        if rec.code != typed.code:
+            note = "  (bits flipped by hand)"
+    else:
+        rec = typed
+        if digits:
+            note = f"  (ignored bits {bits!r}: need {info.bits} binary digits)"
+    err = rec.value - value if math.isfinite(rec.value) and math.isfinite(value) else math.nan
+    rel = abs(err) / abs(value) if value != 0 and math.isfinite(err) else math.nan
+    readout = (
+        f"{fmt} bits: {rec.sign} {rec.exponent} {rec.mantissa}  ({rec.kind}){note}\n"
+        f"x = {_fmt_number(value)}   x_hat = {_fmt_number(rec.value)}   "
+        f"err = x_hat - x = {_fmt_number(err)}   |err|/|x| = {rel:.3g}"
+    )
+    return {
+        "fmt": fmt,
+        "x": value,
+        "rec": rec,
+        "bits": rec.bits,
+        "typed_bits": typed.bits,
+        "fields": rec.fields,
+        "note": note,
+        "err": err,
+        "rel": rel,
+        "neighbours": _neighbours(rec) if math.isfinite(value) else None,
+        "title": f"{fmt}: {rec.decoding}",
+        "x_label": _fmt_number(value),
+        "x_hat_label": _fmt_number(rec.value),
+        "readout": readout,
+    }
+
+
+def _check_fmts(fmts: object) -> tuple[str, ...]:
+    if isinstance(fmts, str) or not isinstance(fmts, (tuple, list)) or not fmts:
+        raise ValueError("fmts must be a non-empty list of format names")
+    for f in fmts:
+        check_choice(f, "fmts", FORMATS)
+    return tuple(fmts)
+
+
+def ulp_view(
+    fmts: tuple[str, ...] | list[str] = FORMATS,
+    xlim: tuple[float, float] = (1e-9, 1e6),
+    points: int = 1500,
+) -> dict:
+    """``ulp(x)`` over ``points`` log-spaced magnitudes in ``xlim`` for each format, up to the format's max.
+
+    Returns ``{"xlim": (lo, hi), "curves": {fmt: (x, ulp)}}`` with float64 tensors: ``x`` runs from the
+    format's smallest subnormal (or ``lo``) to its max (or ``hi``); ``ulp`` is the gap to the next value
+    (constant within a binade, doubling at each power of two, flat in the subnormal range).
+    Drawn by ``helpers.plotting.float_bits.plot_ulp_spacing``. Taught in 01_float_bits.
+    """
+    fmts = _check_fmts(fmts)
+    if not (isinstance(xlim, (tuple, list)) and len(xlim) == 2 and 0 < xlim[0] < xlim[1]):
+        raise ValueError(f"xlim must be a pair (lo, hi) with 0 < lo < hi, got {xlim!r}")
+    points = check_int(points, "points", lo=2, hi=1_000_000)
+    grid = torch.logspace(math.log10(xlim[0]), math.log10(xlim[1]), points, dtype=torch.float64)
+    curves = {}
+    for f in fmts:
+        info = _INFO[f]
+        x = grid[(grid >= info.smallest_subnormal) & (grid <= info.max)].to(torch.float32)
+        curves[f] = (x.to(torch.float64), ulp(x, f))
+    return {"xlim": (float(xlim[0]), float(xlim[1])), "curves": curves}
+
+
+def magnitudes_view(x: torch.Tensor, fmts: tuple[str, ...] | list[str] = FORMATS, *, bins: int = 79) -> dict:
+    """A histogram of ``log10|x|`` (nonzero entries) and each format's range limits, on one log10 axis.
+
+    Returns ``{"edges", "counts", "lo", "hi", "limits"}``: ``bins + 1`` edges and ``bins`` counts over
+    ``[lo, hi]`` (wide enough for the data and the narrowest formats' limits), and
+    ``limits[fmt] = {"smallest subnormal": v, "smallest normal": v, "max": v}``. Shows which values of
+    a real tensor would underflow to zero, become subnormal or overflow in each format.
+    Drawn by ``helpers.plotting.float_bits.plot_magnitudes_vs_range``. Taught in 01_float_bits.
+    """
+    check_float_tensor(x, "x")
+    fmts = _check_fmts(fmts)
+    bins = check_int(bins, "bins", lo=1, hi=10_000)
+    a = x.detach().abs().flatten().to(torch.float64)
+    a = a[a > 0]
+    if a.numel() == 0:
+        raise ValueError("x must have at least one nonzero value")
+    logs = torch.log10(a)
+    narrow = [f for f in fmts if f != "fp32"] or list(fmts)
+    lo = min(float(logs.min()), math.log10(min(_INFO[f].smallest_subnormal for f in narrow)))
+    lo = max(lo, float(logs.min()) - 2)
+    hi = max(float(logs.max()), math.log10(min(_INFO[f].max for f in fmts))) + 0.5
+    edges = torch.linspace(lo, hi, bins + 1)
+    counts = torch.histc(logs, bins=bins, min=lo, max=hi)
+    limits = {
+        f: {
+            "smallest subnormal": _INFO[f].smallest_subnormal,
+            "smallest normal": _INFO[f].smallest_normal,
+            "max": _INFO[f].max,
+        }
+        for f in fmts
+    }
+    return {"edges": edges, "counts": counts, "lo": lo, "hi": hi, "limits": limits}
