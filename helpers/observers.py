@@ -106,20 +106,21 @@ def _hist_l2_error(
     dst_w = bin_width * (end - start + 1) / dst_nbins
     if dst_w == 0.0:
         return 0.0
-    src = torch.arange(bins)
+    f64 = torch.float64  # float64 throughout: the sum (and so the search) must not depend on the CPU's order
+    src = torch.arange(bins, dtype=f64)
     begin = (src - start) * bin_width
     stop = begin + bin_width
     dst_begin = torch.clamp(torch.div(begin, dst_w, rounding_mode="floor"), 0, dst_nbins - 1)
     dst_end = torch.clamp(torch.div(stop, dst_w, rounding_mode="floor"), 0, dst_nbins - 1)
-    density = hist / bin_width
+    density = hist.to(f64) / bin_width
 
     def norm(a, b):
         return density * ((b * b * b - a * a * a) / 3)
 
-    half = torch.tensor(dst_w / 2)
-    total = norm(begin - (dst_begin + 0.5) * dst_w, torch.ones(bins) * (dst_w / 2))
+    half = torch.tensor(dst_w / 2, dtype=f64)
+    total = norm(begin - (dst_begin + 0.5) * dst_w, torch.full((bins,), dst_w / 2, dtype=f64))
     total = total + (dst_end - dst_begin - 1) * norm(-half, half)
-    total = total + norm(torch.tensor(-dst_w / 2), stop - (dst_end * dst_w + dst_w / 2))
+    total = total + norm(-half, stop - (dst_end * dst_w + dst_w / 2))
     return total.sum().item()
 
 
@@ -241,20 +242,20 @@ def kl_range(
     amax = flat.abs().max()
     if float(amax) == 0.0 or bins <= levels:
         return (torch.zeros(()), amax) if nonneg else (-amax, amax)
-    hist = torch.histc(flat.abs(), bins, min=0.0, max=amax.item())
+    hist = torch.histc(flat.abs(), bins, min=0.0, max=amax.item()).double()  # counts; KL arithmetic in float64
     width = amax.item() / bins
     # every candidate cut i = levels..bins at once: one row per candidate, one column per bin
     cuts = torch.arange(levels, bins + 1, stride)
     cols = torch.arange(bins)
     kept = cols[None, :] < cuts[:, None]
-    h = torch.where(kept, hist[None, :], torch.zeros(()))
-    tail = torch.cat([torch.flip(torch.cumsum(torch.flip(hist, [0]), 0), [0]), torch.zeros(1)])
+    h = torch.where(kept, hist[None, :], torch.zeros((), dtype=torch.float64))
+    tail = torch.cat([torch.flip(torch.cumsum(torch.flip(hist, [0]), 0), [0]), torch.zeros(1, dtype=torch.float64)])
     p = h.clone()
     p[torch.arange(len(cuts)), cuts - 1] += tail[cuts]  # clipped mass goes to the last kept bin
     nonzero = p != 0
     group = torch.clamp(cols[None, :] // (cuts // levels)[:, None], max=levels - 1)
-    q_mass = torch.zeros(len(cuts), levels).scatter_add_(1, group, h)
-    q_count = torch.zeros(len(cuts), levels).scatter_add_(1, group, nonzero.float())
+    q_mass = torch.zeros(len(cuts), levels, dtype=torch.float64).scatter_add_(1, group, h)
+    q_count = torch.zeros(len(cuts), levels, dtype=torch.float64).scatter_add_(1, group, nonzero.double())
     q = torch.where(nonzero, q_mass.gather(1, group) / q_count.gather(1, group).clamp(min=1), 0.0)
     p = p / p.sum(1, keepdim=True)
     q = q / q.sum(1, keepdim=True).clamp(min=1e-30)
@@ -286,7 +287,8 @@ def batch_mode_range(
     values, counts = torch.unique(rounded, return_counts=True)  # sorted ascending: ties -> smaller scale
     modal = values[torch.argmax(counts)]
     pick = rounded == modal
-    return ranges[pick, 0].mean(), ranges[pick, 1].mean()
+    lo_hi = ranges[pick].double().mean(0).float()  # mean in float64: independent of the CPU's summation order
+    return lo_hi[0], lo_hi[1]
 
 
 def observer_range(
@@ -326,12 +328,21 @@ def observer_qparams(
 
 @torch.no_grad()
 def collect_activations(
-    model: nn.Module, x: torch.Tensor, names: Sequence[str], *, batch_size: int = 64
+    model: nn.Module,
+    x: torch.Tensor,
+    names: Sequence[str],
+    *,
+    batch_size: int = 64,
+    dtype: torch.dtype | None = torch.float64,
 ) -> dict[str, list[torch.Tensor]]:
     """Outputs of the named submodules, batch by batch, recorded with ``register_forward_hook``.
 
     Runs ``model`` (in eval mode) on ``x`` in batches of ``batch_size``; returns
     ``{name: [output of batch 0, batch 1, ...]}``. The hooks are removed afterwards, even on error.
+    With ``dtype`` (default float64) the forward runs on a ``dtype`` copy of the model and every
+    output is rounded back to ``x.dtype``: the activations are then the correctly rounded ones, the
+    same on every CPU, while an fp32 forward depends on the conv kernel's summation order (which
+    moves calibration ranges in their last bits). ``dtype=None`` runs ``model`` itself as is.
     Raises ``ValueError`` for an unknown name, an empty ``x`` and NaN/inf in an activation.
     Taught in 05_ptsq.
     """
@@ -339,6 +350,13 @@ def collect_activations(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     check_float_tensor(x, "x")
     batch_size = check_int(batch_size, "batch_size", lo=1)
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    out_dtype = x.dtype
+    if dtype is not None:
+        import copy
+
+        model, x = copy.deepcopy(model).to(dtype), x.to(dtype)
     if isinstance(names, str) or not names:
         raise ValueError("names must be a non-empty list of submodule names")
     modules = dict(model.named_modules())
@@ -350,7 +368,8 @@ def collect_activations(
 
     def hook_for(name):
         def hook(_module, _inputs, output):
-            records[name].append(output.detach().clone())
+            out = output.detach()
+            records[name].append(out.clone() if dtype is None else out.to(out_dtype, copy=True))
 
         return hook
 
@@ -382,13 +401,14 @@ def activation_stats(acts: dict[str, list[torch.Tensor]]) -> dict[str, dict[str,
     for name, batches in acts.items():
         flat = _flat(batches, f"acts[{name!r}]")
         lo, hi = percentile_range(flat, 99.99)
+        flat64 = flat.double()  # moments in float64: independent of the CPU's summation order
         out[name] = {
             "min": float(flat.min()),
             "max": float(flat.max()),
-            "mean": float(flat.mean()),
-            "std": float(flat.std()),
+            "mean": float(flat64.mean()),
+            "std": float(flat64.std()),
             "p99.99": float(hi),
-            "zeros": float((flat == 0).float().mean()),
+            "zeros": float((flat == 0).double().mean()),
         }
     return out
 

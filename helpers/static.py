@@ -45,6 +45,7 @@ __all__ = [
     "DIGITS_FUSE",
     "DIGITS_OBSERVED",
     "fused_digits_cnn",
+    "calibrate_prepared",
     "quantize_digits_cnn",
 ]
 
@@ -446,6 +447,43 @@ def fused_digits_cnn(model: nn.Module) -> nn.Module:
     return tq.QuantWrapper(fused).eval()
 
 
+@torch.no_grad()
+def calibrate_prepared(prepared: nn.Module, x: torch.Tensor, *, dtype: torch.dtype = torch.float64) -> nn.Module:
+    """Run the calibration images ``x`` through an eager ``prepare``-d model, its forward in ``dtype``.
+
+    The layers run in ``dtype`` (float64 by default) while the observers keep float32 statistics,
+    so the ranges they record do not depend on the CPU's fp32 conv kernel (its summation order
+    moves activations, and with them scales, in the last bits). The model is returned in its
+    original dtype (float32 -> float64 -> float32 is exact), ready for ``convert``. Taught in 05_ptsq.
+    """
+    import torch.ao.quantization as tq
+
+    if not isinstance(prepared, nn.Module):
+        raise TypeError(f"prepared must be an nn.Module, got {type(prepared).__name__}")
+    check_float_tensor(x, "x")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    observers = [m for m in prepared.modules() if isinstance(m, tq.ObserverBase)]
+    if not observers:
+        raise ValueError("prepared holds no observer: run torch.ao.quantization.prepare on it first")
+    param = next(prepared.parameters(), None)
+    orig = param.dtype if param is not None else x.dtype
+    prepared.to(dtype)
+    for obs in observers:  # statistics stay float32 (an observer buffer's dtype is what convert reads)
+        obs.to(orig)
+    try:
+        prepared(x.to(dtype))
+    finally:
+        prepared.to(orig)
+    return prepared
+
+
+def _engine_reduce_range(engine: str) -> bool:
+    import torch.ao.quantization as tq
+
+    return bool(tq.get_default_qconfig(engine).activation().reduce_range)
+
+
 def quantize_digits_cnn(
     model: nn.Module,
     *,
@@ -454,14 +492,19 @@ def quantize_digits_cnn(
     engine: str = "x86",
     per_channel: bool = True,
     act_bits: int = 8,
+    reduce_range: bool | None = None,
 ) -> nn.Module:
     """Eager static int8 DigitsCNN: fuse, qconfig, prepare, calibrate (or use given ranges), convert.
 
-    With ``calib`` the engine's default qconfig observes the calibration images (``engine`` also
-    selects the kernels: qconfig and engine come from the same string). With ``ranges``
+    With ``calib`` the engine's default qconfig observes the calibration images, the forward run in
+    float64 (``calibrate_prepared``: the same ranges on every CPU); ``engine`` also selects the
+    kernels (qconfig and engine come from the same string). With ``ranges``
     (``{name in DIGITS_OBSERVED: (x_min, x_max)}``, e.g. from ``helpers.observers``) every activation
-    uses a ``RangeObserver`` with ``act_bits``-bit unsigned codes. ``per_channel`` picks per-channel
-    or per-tensor symmetric int8 weights. Taught in 05_ptsq.
+    uses a ``RangeObserver`` with ``act_bits``-bit unsigned codes. ``reduce_range`` caps activation
+    codes at 7 bits (0..127): x86/fbgemm kernels on CPUs without AVX-512 VNNI add u8 x s8 products
+    in pairs into a saturating int16, which 8-bit codes can overflow; ``None`` (default) takes the
+    engine's own choice (True for x86/fbgemm, False for qnnpack/onednn), as its default qconfig does.
+    ``per_channel`` picks per-channel or per-tensor symmetric int8 weights. Taught in 05_ptsq.
     """
     import torch.ao.quantization as tq
 
@@ -470,28 +513,33 @@ def quantize_digits_cnn(
     check_choice(engine, "engine", tuple(torch.backends.quantized.supported_engines))
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    if reduce_range is not None and not isinstance(reduce_range, bool):
+        raise TypeError(f"reduce_range must be True, False or None, got {reduce_range!r}")
     if (calib is None) == (ranges is None):
         raise ValueError("pass exactly one of calib (images to observe) or ranges (precomputed clipping ranges)")
     torch.backends.quantized.engine = engine
+    if reduce_range is None:
+        reduce_range = _engine_reduce_range(engine)
     wrapped = fused_digits_cnn(model)
     default = tq.get_default_qconfig(engine)
+    activation = default.activation.with_args(reduce_range=reduce_range)
     weight = tq.default_per_channel_weight_observer if per_channel else tq.default_weight_observer
     if ranges is None:
         check_float_tensor(calib, "calib")
-        wrapped.qconfig = tq.QConfig(activation=default.activation, weight=weight)
+        wrapped.qconfig = tq.QConfig(activation=activation, weight=weight)
         tq.prepare(wrapped, inplace=True)
-        with torch.no_grad():
-            wrapped(calib)
+        calibrate_prepared(wrapped, calib)
     else:
         act_bits = check_int(act_bits, "act_bits", lo=2, hi=8)
+        code_bits = min(act_bits, 7) if reduce_range else act_bits
         missing = [n for n in DIGITS_OBSERVED if n not in ranges]
         if missing:
             raise ValueError(f"ranges must give a range for every name in DIGITS_OBSERVED; missing {missing}")
-        wrapped.qconfig = tq.QConfig(activation=default.activation, weight=weight)  # reaches DeQuantStub
+        wrapped.qconfig = tq.QConfig(activation=activation, weight=weight)  # reaches DeQuantStub
         modules = dict(wrapped.named_modules())
         for name in DIGITS_OBSERVED:
             lo, hi = (float(v) for v in ranges[name])
-            act = RangeObserver.with_args(x_min=lo, x_max=hi, quant_min=0, quant_max=2**act_bits - 1)
+            act = RangeObserver.with_args(x_min=lo, x_max=hi, quant_min=0, quant_max=2**code_bits - 1)
             modules[name].qconfig = tq.QConfig(activation=act, weight=weight)
         tq.prepare(wrapped, inplace=True)
     return tq.convert(wrapped)

@@ -1,5 +1,6 @@
 """Observers of lesson 05: cross-checks with torch.ao's observers, properties, bad input."""
 
+import copy
 import warnings
 
 import pytest
@@ -145,6 +146,43 @@ def test_collect_activations_hooks_and_cleanup():
     assert all(not m._forward_hooks for m in model.modules())
     stats = activation_stats(acts)
     assert stats["1"]["min"] >= 0 and 0 <= stats["1"]["zeros"] <= 1
+
+
+def test_collect_activations_float64_forward_rounded_to_float32():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
+    x = torch.randn(32, 64)
+    acts = collect_activations(model, x, ["0", "2"], batch_size=8)  # default: float64 forward
+    with torch.no_grad():
+        ref = copy.deepcopy(model).double()(x.double()).float()
+    assert all(b.dtype == torch.float32 for b in acts["2"])
+    assert torch.equal(torch.cat(acts["2"]), ref)  # the correctly rounded fp32 outputs
+    assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched
+    raw = collect_activations(model, x, ["2"], batch_size=8, dtype=None)  # the model's own fp32 forward
+    with torch.no_grad():
+        assert torch.equal(torch.cat(raw["2"]), torch.cat([model(x[i : i + 8]) for i in range(0, 32, 8)]))
+    with pytest.raises(TypeError, match="dtype"):
+        collect_activations(model, x, ["2"], dtype=torch.int64)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ranges_do_not_depend_on_value_order(method):
+    # reductions in float64 (histogram search, KL, batch means): shuffling the values inside one batch changes the
+    # float32 summation order but not the range
+    x = _data("relu", 20000, seed=3)
+    perm = torch.randperm(x.numel(), generator=torch.Generator().manual_seed(1))
+    if method in ("moving_average", "batch_mode", "mse"):  # batch-wise / strided-sample methods: permute within batches
+        batches = list(x.reshape(8, -1))
+        shuffled = [
+            b[torch.randperm(b.numel(), generator=torch.Generator().manual_seed(i))] for i, b in enumerate(batches)
+        ]
+        if method == "mse":
+            batches, shuffled = [x], [x]  # mse scores a fixed strided subsample: order is part of its definition
+    else:
+        batches, shuffled = [x], [x[perm]]
+    a = observer_range(method, batches, 7)
+    b = observer_range(method, shuffled, 7)
+    assert float(a[0]) == float(b[0]) and float(a[1]) == float(b[1])
 
 
 def test_range_observer_drives_torch_convert():

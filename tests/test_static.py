@@ -14,6 +14,7 @@ from torch import nn
 from helpers.darknet import DARKNET19_LAYERS, Darknet19, darknet19_fuse_groups
 from helpers.static import (
     DIGITS_OBSERVED,
+    calibrate_prepared,
     fold_bn,
     fuse_conv_bn,
     fused_digits_cnn,
@@ -141,6 +142,58 @@ def test_quantize_digits_cnn_with_ranges_and_fusion():
     q = quantize_digits_cnn(model, ranges=ranges, act_bits=6)
     assert q.module.features[0].zero_point == 0 and abs(q.module.features[0].scale - 4.0 / 63) < 1e-6
     assert isinstance(q.module.classifier[3], nnq.Linear)
+
+
+def test_quantize_digits_cnn_reduce_range_follows_the_engine():
+    from helpers.models import load_digits_cnn
+
+    model = load_digits_cnn()
+    ranges = {n: (0.0, 4.0) for n in DIGITS_OBSERVED}
+    ranges["module.classifier.3"] = (-20.0, 20.0)
+    x = torch.rand(8, 1, 8, 8)
+    for engine, reduce_range, qmax in (("x86", None, 127), ("fbgemm", None, 127), ("qnnpack", None, 255),
+                                       ("x86", False, 255), ("qnnpack", True, 127)):  # fmt: skip
+        if engine not in torch.backends.quantized.supported_engines:
+            continue
+        q = quantize_digits_cnn(model, ranges=ranges, engine=engine, reduce_range=reduce_range)
+        assert abs(q.module.features[0].scale - 4.0 / qmax) < 1e-6, (engine, reduce_range)
+        with torch.no_grad():
+            assert int(q.module.features[0](q.quant(x)).int_repr().max()) <= qmax
+    # widths below 8 bits cannot overflow an int16 pair sum: reduce_range leaves them alone
+    q = quantize_digits_cnn(model, ranges=ranges, act_bits=6, engine="x86")
+    assert abs(q.module.features[0].scale - 4.0 / 63) < 1e-6
+    q = quantize_digits_cnn(model, calib=torch.rand(16, 1, 8, 8), engine="x86")
+    assert q.module.features[0].scale > 0
+    torch.backends.quantized.engine = "x86"
+    with pytest.raises(TypeError, match="reduce_range"):
+        quantize_digits_cnn(model, ranges=ranges, reduce_range=1)
+
+
+def test_calibrate_prepared_runs_float64_and_restores_float32():
+    from helpers.models import load_digits_cnn
+
+    torch.backends.quantized.engine = "x86"
+    model = load_digits_cnn()
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    wrapped = fused_digits_cnn(model)
+    wrapped.qconfig = tq.QConfig(activation=tq.MinMaxObserver.with_args(reduce_range=True),
+                                 weight=tq.default_per_channel_weight_observer)  # fmt: skip
+    prepared = tq.prepare(wrapped)
+    assert calibrate_prepared(prepared, x) is prepared
+    assert all(p.dtype == torch.float32 for p in prepared.parameters())
+    obs = prepared.module.classifier[1].activation_post_process
+    assert obs.max_val.dtype == torch.float32
+    # the observer saw the float64 activations: their max, rounded to float32
+    model64 = copy.deepcopy(fused_digits_cnn(model)).double()
+    with torch.no_grad():
+        h = model64.module.classifier[1](model64.module.classifier[0](model64.module.features(x.double())))
+    assert float(obs.max_val) == float(h.max().float())
+    q = tq.convert(prepared)
+    assert isinstance(q.module.classifier[3], nnq.Linear)
+    with pytest.raises(ValueError, match="observer"):
+        calibrate_prepared(fused_digits_cnn(model), x)
+    with pytest.raises(TypeError, match="dtype"):
+        calibrate_prepared(prepared, x, dtype=torch.int32)
 
 
 def test_darknet19_table():

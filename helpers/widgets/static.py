@@ -63,10 +63,11 @@ def make_observer_draw(
         err = mse(x, fake_quantize(x, scale, zp, qmin, qmax))
         acc = accuracy(method, percentile, bits)
         clipped = float(((x < lo) | (x > hi)).float().mean()) * 100
+        code_bits = min(bits, 7)  # quantize_digits_cnn on x86 caps codes at 7 bits (reduce_range)
         readout = (
             f"{layer}: {method}{f' p={percentile}' if method == 'percentile' else ''}, {bits}-bit activations\n"
             f"range [{lo:.4g}, {hi:.4g}]  scale {float(scale):.4g}  zero_point {int(zp)}\n"
-            f"MSE {err:.3e}  clipped {clipped:.3f}%  test accuracy (all layers) {acc:.2f}%"
+            f"MSE {err:.3e}  clipped {clipped:.3f}%  test accuracy (all layers, x86, {code_bits}-bit codes) {acc:.2f}%"
         )
         fig = observer_figure(x, lo, hi, bits, title=f"{layer} — {method}", readout=readout)
         return fig, readout
