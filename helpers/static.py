@@ -16,6 +16,9 @@ code, only where ``M * acc`` lies within rounding noise of a half-integer.
 
 from __future__ import annotations
 
+import copy
+import statistics
+import warnings
 from collections.abc import Iterable
 
 import torch
@@ -31,8 +34,13 @@ from helpers._validate import (
     check_tensor,
 )
 from helpers.kernels import int8_matmul
+from helpers.measure import Timing, latency_ratio, measure_latency, serialized_size
 
 __all__ = [
+    "MODELS",
+    "build_fp32",
+    "eager_static_int8",
+    "size_and_latency",
     "fold_bn",
     "fuse_conv_bn",
     "quantize_multiplier",
@@ -543,3 +551,88 @@ def quantize_digits_cnn(
             modules[name].qconfig = tq.QConfig(activation=act, weight=weight)
         tq.prepare(wrapped, inplace=True)
     return tq.convert(wrapped)
+
+
+# ----------------------------------------------------------------------------- real architectures
+
+MODELS = ("resnet18", "mobilenet_v2", "darknet19", "darknet19_relu")
+
+
+def build_fp32(name: str) -> nn.Module:
+    """An untrained fp32 model in eval mode: torchvision quantizable ResNet-18/MobileNetV2, or Darknet-19.
+
+    Taught in 05_ptsq (size and latency of real architectures; untrained weights, so no accuracy).
+    """
+    check_choice(name, "name", MODELS)
+    torch.manual_seed(0)
+    if name == "resnet18":
+        from torchvision.models.quantization import resnet18
+
+        return resnet18(weights=None, quantize=False).eval()
+    if name == "mobilenet_v2":
+        from torchvision.models.quantization import mobilenet_v2
+
+        return mobilenet_v2(weights=None, quantize=False).eval()
+    from helpers.darknet import Darknet19
+
+    return Darknet19(leaky=name == "darknet19").eval()
+
+
+def eager_static_int8(model: nn.Module, calib: torch.Tensor, engine: str = "x86") -> nn.Module:
+    """Eager static int8 copy of ``model``: fuse, ``get_default_qconfig(engine)``, prepare, calibrate, convert.
+
+    torchvision's quantizable models fuse themselves (``fuse_model()``) and carry Quant/DeQuant stubs;
+    a ``Darknet19`` is wrapped in ``QuantWrapper`` and fused with ``darknet19_fuse_groups``. Taught in 05_ptsq.
+    """
+    import torch.ao.quantization as tq
+
+    from helpers.darknet import Darknet19, darknet19_fuse_groups
+
+    check_choice(engine, "engine", tuple(torch.backends.quantized.supported_engines))
+    if not isinstance(calib, torch.Tensor) or calib.ndim != 4 or len(calib) == 0:
+        raise ValueError("calib must be a non-empty (N, C, H, W) float tensor of calibration images")
+    torch.backends.quantized.engine = engine
+    m = copy.deepcopy(model).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if isinstance(m, Darknet19):
+            m = tq.QuantWrapper(tq.fuse_modules(m, darknet19_fuse_groups(m))).eval()
+        elif hasattr(m, "fuse_model"):
+            m.fuse_model(is_qat=False)
+        else:
+            raise TypeError("model must be a torchvision quantizable model (fuse_model) or a Darknet19")
+        m.qconfig = tq.get_default_qconfig(engine)
+        tq.prepare(m, inplace=True)
+        with torch.no_grad():
+            for img in calib:
+                m(img[None])
+        tq.convert(m, inplace=True)
+    return m
+
+
+def size_and_latency(fp32: nn.Module, int8: nn.Module, x: torch.Tensor, *, repeats: int = 10, warmup: int = 2) -> dict:
+    """Serialized sizes (bytes) and median latencies (ms, 2 threads) of ``fp32`` and ``int8`` on ``x``, and their ratios.
+
+    After ``warmup`` calls each, the two models run alternately ``repeats`` times (interleaved timing).
+    Taught in 05_ptsq.
+    """
+    repeats = check_int(repeats, "repeats", lo=1)
+    warmup = check_int(warmup, "warmup", lo=0)
+    s32, s8 = serialized_size(fp32), serialized_size(int8)
+    measure_latency(lambda: fp32(x), warmup=warmup, repeats=1, threads=2)
+    measure_latency(lambda: int8(x), warmup=warmup, repeats=1, threads=2)
+    # interleave the two models run by run, so a load change on a shared machine hits both alike
+    runs32, runs8 = [], []
+    for _ in range(repeats):
+        runs32.append(measure_latency(lambda: fp32(x), warmup=0, repeats=1, threads=2).median_ms)
+        runs8.append(measure_latency(lambda: int8(x), warmup=0, repeats=1, threads=2).median_ms)
+    t32 = Timing(statistics.median(runs32), min(runs32), max(runs32), repeats, warmup, 2)
+    t8 = Timing(statistics.median(runs8), min(runs8), max(runs8), repeats, warmup, 2)
+    return {
+        "fp32_bytes": s32,
+        "int8_bytes": s8,
+        "size_ratio": s8 / s32,
+        "fp32_ms": t32.median_ms,
+        "int8_ms": t8.median_ms,
+        "speedup": latency_ratio(t32, t8),
+    }
