@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -59,11 +59,17 @@ __all__ = [
     "decode",
     "fake_quantize_format",
     "format_error",
+    "BLOCK_SIZES",
+    "fake_quantize_blocks",
+    "block_bits_per_weight",
+    "error_view",
     "holdable_linears",
+    "weights_error",
     "weights_in_format",
     "fake_quantize_kv",
     "kv_cache_bytes_per_token",
     "kv_cache_bytes",
+    "quantized_kv_bytes",
     "quantized_kv_cache",
 ]
 
@@ -542,8 +548,15 @@ def decode(data: np.ndarray, fmt: str, *, tensor_scale: float | None = None) -> 
 def fake_quantize_format(x: torch.Tensor, fmt: str) -> torch.Tensor:
     """``x_hat = decode(encode(x, fmt))`` in ``x``'s shape (float32). Taught in 10_block_formats."""
     ts = nvfp4_tensor_scale(x) if fmt == "nvfp4" and isinstance(x, torch.Tensor) else None
-    data = encode(x, fmt, tensor_scale=ts)
-    return decode(data, fmt, tensor_scale=ts)
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.numel() <= _CHUNK:
+        return decode(encode(x, fmt, tensor_scale=ts), fmt, tensor_scale=ts)
+    rows = x.reshape(-1, x.shape[-1])  # large tensors in row chunks: the intermediates stay in cache
+    step = max(1, _CHUNK // x.shape[-1])
+    parts = [rows[i : i + step] for i in range(0, rows.shape[0], step)]
+    return torch.cat([decode(encode(p, fmt, tensor_scale=ts), fmt, tensor_scale=ts) for p in parts]).reshape(x.shape)
+
+
+_CHUNK = 2**20  # values per chunk in fake_quantize_format
 
 
 def format_error(x: torch.Tensor, fmt: str) -> dict[str, float]:
@@ -554,6 +567,120 @@ def format_error(x: torch.Tensor, fmt: str) -> dict[str, float]:
     x_hat = fake_quantize_format(x, fmt)
     xf = x.detach().float()
     return {"mse": mse(xf, x_hat), "sqnr_db": sqnr_db(xf, x_hat), "bits_per_weight": bits_per_weight(fmt)}
+
+
+#: Block sizes the value-level quantizer :func:`fake_quantize_blocks` accepts.
+BLOCK_SIZES = (8, 16, 32, 64, 128, 256)
+# element bits and scale(+min) bits of each block, for block_bits_per_weight
+_ELEM_BITS = {"mxfp8_e4m3": 8, "mxfp8_e5m2": 8, "mxfp4": 4, "nvfp4": 4, "q8_0": 8, "q4_0": 4, "q4_1": 4}
+_SCALE_BITS = {"mxfp8_e4m3": 8, "mxfp8_e5m2": 8, "mxfp4": 8, "nvfp4": 8, "q8_0": 16, "q4_0": 16, "q4_1": 32}
+
+
+def block_bits_per_weight(fmt: str, block: int) -> float:
+    """Bits per value of ``fmt``'s recipe with ``block`` values per scale: ``elem_bits + scale_bits / block``.
+
+    At the format's own block size this equals :func:`bits_per_weight` (NVFP4's per-tensor fp32
+    not counted); Q4_K's block is fixed (its super-block layout). Taught in 10_block_formats.
+    """
+    _check_format(fmt)
+    if fmt == "q4_k":
+        if block != block_size("q4_k"):
+            raise ValueError(f"q4_k's block size is fixed at 32 (sub-blocks of a 256 super-block), got {block}")
+        return bits_per_weight("q4_k")
+    check_choice(block, "block", BLOCK_SIZES)
+    return _ELEM_BITS[fmt] + _SCALE_BITS[fmt] / block
+
+
+def fake_quantize_blocks(x: torch.Tensor, fmt: str, block: int | None = None) -> torch.Tensor:
+    """``x_hat``: ``fmt``'s recipe (scale rule, scale type, element type) applied with ``block`` values per scale.
+
+    ``block=None`` (or the format's own block) gives exactly :func:`fake_quantize_format`; other
+    sizes (one of ``BLOCK_SIZES``) answer "what if MXFP4 used 16-value blocks?" without a byte
+    layout. Rows (the last dimension) must be a multiple of ``block``. Q4_K only takes its own
+    block. Taught in 10_block_formats.
+    """
+    _check_format(fmt)
+    native = block_size(fmt)
+    if block is None or block == native:
+        return fake_quantize_format(x, fmt)
+    block_bits_per_weight(fmt, block)  # validates block (and rejects q4_k)
+    return _blockwise(x, fmt, block)
+
+
+def _blockwise(x: torch.Tensor, fmt: str, block: int) -> torch.Tensor:
+    """Value-level ``fmt`` recipe on blocks of ``block`` values (equals the byte path at the native block)."""
+    check_float_tensor(x, "x", allow_nonfinite=True)
+    if x.ndim == 0 or x.shape[-1] % block:
+        raise ValueError(f"x's rows (last dimension, {tuple(x.shape)[-1:]}) must be a multiple of block={block}")
+    xf = x.detach().float().contiguous()
+    lo, hi = torch.aminmax(xf)
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        raise ValueError("x must contain only finite values (no NaN or inf): block formats have no encoding for them")
+    b = xf.reshape(-1, block)
+    if fmt.startswith("mx"):
+        elem = {"mxfp8_e4m3": "e4m3", "mxfp8_e5m2": "e5m2", "mxfp4": "e2m1"}[fmt]
+        s = _mx_exponent(b, elem).unsqueeze(-1).float()
+        scaled = torch.ldexp(b, -s)
+        if elem == "e2m1":
+            v = e2m1_values(_e2m1_codes(scaled, "even"))
+        else:
+            vmax = _MX_ELEM[elem][1]
+            v = scaled.clamp(-vmax, vmax).to(_FP8[elem]).float()
+        x_hat = torch.ldexp(v, s)
+    elif fmt == "nvfp4":
+        ts = torch.tensor(nvfp4_tensor_scale(xf), dtype=torch.float32)
+        s32 = (b.abs().amax(-1) / 6.0 / ts).clamp(_E4M3_TINY, _E4M3_MAX).to(torch.float8_e4m3fn).float()
+        scaled = (b * ((1.0 / ts) / s32).unsqueeze(-1)).clamp(-6.0, 6.0)
+        x_hat = e2m1_values(_e2m1_codes(scaled, "even")) * s32.unsqueeze(-1) * ts
+    elif fmt == "q8_0":
+        d = (b.abs().amax(-1, keepdim=True) / 127).to(torch.float16).float()
+        q = _round_half_away(b * _safe_inv(b.abs().amax(-1, keepdim=True) / 127)).clamp(-127, 127)
+        x_hat = q * d
+    elif fmt == "q4_0":
+        d = torch.gather(b, -1, b.abs().argmax(-1, keepdim=True)) / -8
+        q = torch.trunc(b * _safe_inv(d) + 8.5).clamp(0, 15)
+        x_hat = (q - 8) * d.to(torch.float16).float()
+    else:  # q4_1
+        lo_b, hi_b = b.amin(-1, keepdim=True), b.amax(-1, keepdim=True)
+        d = (hi_b - lo_b) / 15
+        q = torch.trunc((b - lo_b) * _safe_inv(d) + 0.5).clamp(0, 15)
+        x_hat = q * d.to(torch.float16).float() + lo_b.to(torch.float16).float()
+    return x_hat.reshape(x.shape)
+
+
+def error_view(x: torch.Tensor, fmt: str, block: int | None = None) -> dict:
+    """What the lesson's widget shows for weight ``x`` in ``fmt`` with ``block`` values per scale.
+
+    Returns ``{"x", "err", "mse", "sqnr_db", "bits_per_weight", "block", "message"}`` with
+    ``err = x_hat - x`` (flattened, float32). When ``fmt`` cannot hold ``x`` that way (rows not a
+    multiple of the block or of the storage unit, or a block size Q4_K does not have), the arrays
+    are ``None`` and ``message`` says why. Taught in 10_block_formats.
+    """
+    check_float_tensor(x, "x")
+    _check_format(fmt)
+    native = block_size(fmt)
+    block = native if block is None else block
+    out = {"x": None, "err": None, "mse": None, "sqnr_db": None, "bits_per_weight": None, "block": block, "message": ""}
+    if fmt == "q4_k" and block != native:
+        out["message"] = f"q4_k: block size fixed at {native} (8 sub-blocks of one 256-value super-block)"
+        block = native
+        out["block"] = native
+    width = x.shape[-1]
+    need = row_multiple(fmt) if block == native else block
+    if x.ndim == 0 or width % need:
+        unit = "super-blocks" if fmt == "q4_k" else "blocks" if block != native else "storage units"
+        out["message"] = f"{fmt} cannot hold these {width}-wide rows: {width} / {need} = {width / need:g} {unit}"
+        return out
+    x_hat = fake_quantize_blocks(x, fmt, None if block == native else block)
+    xf = x.detach().float()
+    out.update(
+        x=xf.flatten(),
+        err=(x_hat - xf).flatten(),
+        mse=mse(xf, x_hat),
+        sqnr_db=sqnr_db(xf, x_hat),
+        bits_per_weight=block_bits_per_weight(fmt, block) if fmt != "q4_k" else bits_per_weight(fmt),
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- whole models
@@ -576,14 +703,22 @@ def holdable_linears(model: nn.Module, fmt: str) -> tuple[list[str], list[str]]:
 
 
 @contextlib.contextmanager
-def weights_in_format(model: nn.Module, fmt: str) -> Iterator[tuple[list[str], list[str]]]:
+def weights_in_format(
+    model: nn.Module, fmt: str, include: Callable[[str], bool] | None = None
+) -> Iterator[tuple[list[str], list[str]]]:
     """Context manager: every Linear weight that fits ``fmt`` is replaced by its ``fmt`` round trip.
 
     Yields ``(held, skipped)`` from :func:`holdable_linears`; the original weights come back on
     exit. Layers that share one weight tensor (tied embeddings) are converted once.
+    ``include(name) -> bool`` restricts the conversion to some layers (others count as skipped).
     Taught in 10_block_formats.
     """
+    if include is not None and not callable(include):
+        raise TypeError(f"include must be a callable name -> bool or None, got {type(include).__name__}")
     held, skipped = holdable_linears(model, fmt)
+    if include is not None:
+        skipped = sorted(set(skipped) | {n for n in held if not include(n)}, key=[*held, *skipped].index)
+        held = [n for n in held if include(n)]
     modules = dict(model.named_modules())
     saved: dict[int, tuple[nn.Parameter, torch.Tensor]] = {}
     try:
@@ -599,6 +734,36 @@ def weights_in_format(model: nn.Module, fmt: str) -> Iterator[tuple[list[str], l
         with torch.no_grad():
             for w, orig in saved.values():
                 w.copy_(orig)
+
+
+def weights_error(model: nn.Module, originals: Mapping[str, torch.Tensor], names: Sequence[str]) -> dict[str, float]:
+    """MSE and SQNR (dB) of the Linear weights ``names`` of ``model`` against ``originals[name]``, in float64.
+
+    Pooled over every value of every listed layer; a weight shared by several layers (tied
+    embedding and ``lm_head``) counts once. Use inside :func:`weights_in_format`.
+    Taught in 10_block_formats.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    modules = dict(model.named_modules())
+    seen: set[int] = set()
+    se = sig = 0.0
+    n = 0
+    for name in names:
+        if name not in modules or name not in originals:
+            raise ValueError(f"names must be Linear layers of model with an entry in originals, got {name!r}")
+        w = modules[name].weight
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        ref = originals[name].detach().double()
+        se += float((w.detach().double() - ref).pow(2).sum())
+        sig += float(ref.pow(2).sum())
+        n += ref.numel()
+    if n == 0:
+        raise ValueError("names must list at least one layer")
+    m = se / n
+    return {"mse": m, "sqnr_db": (10 * math.log10(sig / se) if se > 0 else math.inf), "values": n}
 
 
 # --------------------------------------------------------------------------- KV cache
@@ -621,7 +786,7 @@ def fake_quantize_kv(x: torch.Tensor, bits: int, axis: str = "token", group_size
     check_choice(axis, "axis", _KV_AXES)
     if x.ndim < 2:
         raise ValueError(f"x must have shape (..., tokens, head_dim), got {tuple(x.shape)}")
-    xf = x.detach().float()
+    xf = x.detach().double() if x.dtype == torch.float64 else x.detach().float()
     if axis == "channel":
         xf = xf.transpose(-1, -2)  # (..., head_dim, tokens): groups run along the tokens
     n = xf.shape[-1]
@@ -671,6 +836,37 @@ def kv_cache_bytes(config: object, tokens: int, bits: float = 16, batch: int = 1
     check_int(tokens, "tokens", lo=0)
     check_int(batch, "batch", lo=1)
     return batch * tokens * kv_cache_bytes_per_token(config, bits)
+
+
+def quantized_kv_bytes(x: torch.Tensor, bits: int, axis: str = "token", group_size: int | None = None) -> int:
+    """Bytes that really hold cached ``x`` (``(..., tokens, head_dim)``) quantized as :func:`fake_quantize_kv` does.
+
+    The codes are packed (``bits`` <= 4: two per byte, else one int8/int16 each) and every group
+    keeps an fp16 scale and an fp16 minimum; the tensors are built and their ``nbytes`` summed.
+    ``bits=16``/``32`` give the plain fp16/fp32 tensor. Taught in 10_block_formats.
+    """
+    check_float_tensor(x, "x")
+    check_bits(bits, 1, 32)
+    check_choice(axis, "axis", _KV_AXES)
+    if bits in (16, 32):
+        return x.detach().to(torch.float16 if bits == 16 else torch.float32).nbytes
+    xf = x.detach().float()
+    if axis == "channel":
+        xf = xf.transpose(-1, -2)
+    n = xf.shape[-1]
+    g = n if group_size is None else check_int(group_size, "group_size", lo=1)
+    pad = (-n) % g
+    if pad:
+        xf = torch.cat([xf, xf[..., -1:].expand(*xf.shape[:-1], pad)], dim=-1)
+    grouped = xf.reshape(*xf.shape[:-1], -1, g)
+    lo, hi = grouped.amin(-1, keepdim=True), grouped.amax(-1, keepdim=True)
+    scale = (hi - lo) / (2**bits - 1)
+    q = torch.round((grouped - lo) / torch.where(scale > 0, scale, torch.ones_like(scale))).clamp(0, 2**bits - 1)
+    q = q.reshape(*xf.shape)[..., :n].to(torch.uint8 if bits <= 8 else torch.int16).flatten()
+    if bits <= 4:
+        q = torch.cat([q, q.new_zeros(q.numel() % 2)])
+        q = q[0::2] | (q[1::2] << 4)
+    return q.nbytes + scale.to(torch.float16).nbytes + lo.to(torch.float16).nbytes
 
 
 @contextlib.contextmanager

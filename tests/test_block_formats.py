@@ -15,6 +15,7 @@ from gguf.quants import dequantize as gguf_dequantize
 from gguf.quants import quantize as gguf_quantize
 
 from helpers import block_formats as bf
+from helpers.affine import mse
 
 GGUF_ENCODES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "mxfp4": T.MXFP4}
 GGUF_DECODES = {**GGUF_ENCODES, "q4_k": T.Q4_K, "nvfp4": T.NVFP4}
@@ -368,3 +369,62 @@ def test_quantized_kv_cache_on_a_tiny_llama():
     with pytest.raises(ValueError, match="key_axis"):
         with bf.quantized_kv_cache(model, key_axis="row"):
             pass
+
+
+# --------------------------------------------------------------------------- block-size variants, views, model error
+
+
+@pytest.mark.parametrize("fmt", [f for f in bf.FORMATS if f != "q4_k"])
+def test_value_level_recipe_equals_the_byte_path_at_the_native_block(fmt):
+    x = _random((16, 512), seed=11) ** 3
+    assert torch.equal(bf._blockwise(x, fmt, bf.block_size(fmt)), bf.fake_quantize_format(x, fmt))
+    assert bf.block_bits_per_weight(fmt, bf.block_size(fmt)) == bf.bits_per_weight(fmt)
+    assert bf.fake_quantize_blocks(x, fmt, 16).shape == x.shape
+
+
+def test_smaller_blocks_cost_bits_and_reduce_error():
+    x = _random((32, 512), seed=12) ** 3
+    for fmt in ("mxfp4", "nvfp4", "q4_0", "q4_1"):
+        errs = [mse(x, bf.fake_quantize_blocks(x, fmt, b)) for b in (16, 64, 256)]
+        bits = [bf.block_bits_per_weight(fmt, b) for b in (16, 64, 256)]
+        assert errs[0] < errs[1] < errs[2] and bits[0] > bits[1] > bits[2]
+
+
+def test_error_view_and_block_errors():
+    v = bf.error_view(_random((4, 256)), "q4_k")
+    assert v["err"].numel() == 1024 and v["bits_per_weight"] == 4.5 and v["message"] == ""
+    assert bf.error_view(_random((4, 576)), "q4_k")["err"] is None
+    with pytest.raises(ValueError, match="block"):
+        bf.fake_quantize_blocks(_random((4, 64)), "mxfp4", 48)
+    with pytest.raises(ValueError, match="q4_k"):
+        bf.fake_quantize_blocks(_random((4, 256)), "q4_k", 16)
+    with pytest.raises(ValueError, match="multiple"):
+        bf.fake_quantize_blocks(_random((4, 48)), "mxfp4", 64)
+    with pytest.raises(ValueError, match="finite"):
+        bf.fake_quantize_blocks(torch.full((2, 64), float("nan")), "mxfp4", 16)
+
+
+def test_weights_error_and_include():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.Linear(8, 64))
+    orig = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    with bf.weights_in_format(model, "q4_0", include=lambda n: n == "0") as (held, skipped):
+        assert held == ["0"] and skipped == ["1"]
+        e = bf.weights_error(model, orig, held)
+        assert e["values"] == 512 and e["mse"] > 0 and e["sqnr_db"] > 10
+        assert torch.equal(model[1].weight, orig["1"])
+    assert bf.weights_error(model, orig, ["0"])["mse"] == 0
+    with pytest.raises(ValueError, match="names"):
+        bf.weights_error(model, orig, ["nope"])
+    with pytest.raises(TypeError, match="include"):
+        with bf.weights_in_format(model, "q4_0", include="0"):
+            pass
+
+
+def test_quantized_kv_bytes_counts_codes_and_scales():
+    x = _random((1, 3, 128, 64), seed=5)
+    assert bf.quantized_kv_bytes(x, 16) == x.numel() * 2 and bf.quantized_kv_bytes(x, 32) == x.numel() * 4
+    groups = x.numel() // 64
+    assert bf.quantized_kv_bytes(x, 4, "token") == x.numel() // 2 + groups * 4
+    assert bf.quantized_kv_bytes(x, 8, "channel", 64) == x.numel() + groups * 4
+    assert bf.fake_quantize_kv(x.double(), 4).dtype == torch.float64
