@@ -48,6 +48,9 @@ __all__ = [
     "bits_per_param_4bit",
     "storage_bytes",
     "optimizer_state_bytes",
+    "Adam8bitRef",
+    "Float32Island",
+    "torch_dynamic_int8",
 ]
 
 INT8_MAX = 127
@@ -561,6 +564,102 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
+# ----------------------------------------------------------------------------- 8-bit Adam
+
+
+class Adam8bitRef(torch.optim.Optimizer):
+    """Blockwise 8-bit Adam from scratch: the algorithm of ``bnb.optim.Adam8bit``, with its arithmetic in the parameters' dtype.
+
+    For a tensor of at least ``min_8bit_size`` elements both moments live as uint8 codes with one
+    absmax per block of ``blocksize``: the first moment on the signed dynamic code, the second on
+    the unsigned one (``dynamic_code``). Each step dequantizes them, takes the Adam step
+
+        ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
+        ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``
+
+    and quantizes them again (nearest code). Smaller tensors keep two plain moments. bitsandbytes'
+    CPU step does the same in float32 (with an approximate nearest-code search); here the update
+    runs in the parameters' dtype, so with float64 parameters a training run is the same on every
+    CPU — the only rounding that matters is the 8-bit code's. Taught in 07_bitsandbytes.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        min_8bit_size: int = 4096,
+        blocksize: int = 256,
+    ) -> None:
+        lr = check_finite_number(lr, "lr")
+        eps = check_finite_number(eps, "eps")
+        if lr <= 0 or eps <= 0:
+            raise ValueError(f"lr and eps must be > 0, got {lr} and {eps}")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        for b in betas:
+            b = check_finite_number(b, "beta")
+            if not 0 <= b < 1:
+                raise ValueError(f"betas must lie in [0, 1), got {betas}")
+        min_8bit_size = check_int(min_8bit_size, "min_8bit_size", lo=1)
+        blocksize = check_blocksize(blocksize)
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
+        self.min_8bit_size = min_8bit_size
+        self.blocksize = blocksize
+
+    def _quantize(self, x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x.reshape(-1)
+        pad = (-flat.numel()) % self.blocksize  # zeros do not change a block's absmax
+        q, absmax = blockwise_quantize(torch.cat([flat, flat.new_zeros(pad)]), code, self.blocksize)
+        return q, absmax
+
+    def _dequantize(
+        self, q: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor, like: torch.Tensor
+    ) -> torch.Tensor:
+        x = blockwise_dequantize(q, absmax, code, self.blocksize)[: like.numel()]
+        return x.reshape(like.shape).to(like.dtype)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        signed, unsigned = dynamic_code(True), dynamic_code(False)
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    if p.numel() >= self.min_8bit_size:
+                        zeros = torch.zeros_like(p)
+                        state["state1"], state["absmax1"] = self._quantize(zeros, signed)
+                        state["state2"], state["absmax2"] = self._quantize(zeros, unsigned)
+                    else:
+                        state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                eight_bit = "state1" in state
+                if eight_bit:
+                    m = self._dequantize(state["state1"], state["absmax1"], signed, p)
+                    v = self._dequantize(state["state2"], state["absmax2"], unsigned, p)
+                else:
+                    m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(beta1).add_((1 - beta1) * g)
+                v.mul_(beta2).add_((1 - beta2) * g * g)
+                denom = v.sqrt() / math.sqrt(1 - beta2**t) + eps
+                p.sub_(lr / (1 - beta1**t) * m / denom)
+                if eight_bit:
+                    state["state1"], state["absmax1"] = self._quantize(m, signed)
+                    state["state2"], state["absmax2"] = self._quantize(v, unsigned)
+        return loss
+
+
 # ----------------------------------------------------------------------------- swapping layers
 
 
@@ -585,10 +684,46 @@ def swap_linears(model: nn.Module, factory: Any) -> nn.Module:
     return new
 
 
+class Float32Island(nn.Module):
+    """``inner`` fed the float32 cast of its input, its output cast back to the input's dtype.
+
+    A layer whose kernel takes float32 only (torch.ao's dynamic int8 Linear) inside a model whose
+    float parts run in float64: it computes exactly what it computes in a float32 model.
+    Taught in 07_bitsandbytes.
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(inner, nn.Module):
+            raise TypeError(f"inner must be an nn.Module, got {type(inner).__name__}")
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.float()).to(x.dtype)
+
+
+def torch_dynamic_int8(linear: nn.Linear) -> nn.Module:
+    """torch.ao's dynamic int8 Linear for ``linear`` — the module ``quantize_dynamic(..., dtype=torch.qint8)`` inserts.
+
+    Per-tensor uint8 activations (quantized at run time), per-tensor int8 weights, on the current
+    ``torch.backends.quantized.engine``; built from the float32 cast of ``linear`` and wrapped in
+    ``Float32Island`` so that it also runs inside a float64 model. Taught in 07_bitsandbytes.
+    """
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+    lin32 = nn.Linear(linear.in_features, linear.out_features, linear.bias is not None)
+    lin32.load_state_dict({k: v.float() for k, v in linear.state_dict().items()})
+    lin32.qconfig = torch.ao.quantization.default_dynamic_qconfig
+    return Float32Island(torch.ao.nn.quantized.dynamic.Linear.from_float(lin32))
+
+
 def bnb_int8(linear: nn.Linear, threshold: float = 6.0) -> nn.Module:
     """``bnb.nn.Linear8bitLt(has_fp16_weights=False, threshold)`` holding ``linear``'s weights, quantized (training mode).
 
-    Taught in 07_bitsandbytes.
+    A float64 ``linear`` works too: the layer stores float32 parameters (quantized to int8 from
+    their float16 cast), and in eval mode a float64 input is cast to float16 for quantization,
+    accumulated in int32 and returned in float64, its outlier columns computed in float64 —
+    exactly what ``llm_int8_linear`` computes for the same input. Taught in 07_bitsandbytes.
     """
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
@@ -614,12 +749,24 @@ def bnb_4bit(
 
     ``portable=True`` switches off the AVX512-BF16 CPU path that repacks the weight at the
     first eval call (and undoes double quantization), so every machine runs the same
-    dequantize-then-matmul path. Taught in 07_bitsandbytes.
+    dequantize-then-matmul path.
+
+    A float64 ``linear`` (from a model whose float parts run in float64) is quantized from its
+    float32 cast and computes in float32 unless ``compute_dtype`` says otherwise: bitsandbytes
+    quantizes 16/32-bit floats only, and its CPU 4-bit dequantization returns wrong numbers for a
+    float64 compute dtype (0.50). The layer takes float64 inputs and returns float64 outputs.
+    Taught in 07_bitsandbytes.
     """
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
     check_choice(quant_type, "quant_type", ("nf4", "fp4"))
     blocksize = check_blocksize(blocksize, linear.weight.numel())
+    if compute_dtype == torch.float64:
+        raise ValueError("compute_dtype float64 is not supported by bitsandbytes' 4-bit kernels; use float32")
+    weight = linear.weight.detach()
+    if weight.dtype == torch.float64:
+        weight = weight.float()
+        compute_dtype = compute_dtype or torch.float32
     import bitsandbytes as bnb
 
     m = bnb.nn.Linear4bit(
@@ -631,7 +778,7 @@ def bnb_4bit(
         quant_type=quant_type,
     )
     m.weight = bnb.nn.Params4bit(
-        linear.weight.detach().clone(),
+        weight.clone(),
         requires_grad=False,
         blocksize=blocksize,
         compress_statistics=double_quant,
@@ -639,7 +786,7 @@ def bnb_4bit(
         module=m,
     )
     if linear.bias is not None:
-        m.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        m.bias = nn.Parameter(linear.bias.detach().to(weight.dtype).clone(), requires_grad=False)
     m = m.to("cpu")
     if portable:
         m.support_avx512bf16_for_cpu = False

@@ -338,3 +338,59 @@ def test_bad_inputs():
         R.Int8RefLinear(nn.Linear(4, 4), scheme="per_row")
     with pytest.raises(ValueError, match="blocksize"):
         R.check_blocksize(1)
+
+
+# ----------------------------------------------------------------------------- 8-bit Adam
+
+
+def _adam_pair(opt_a, opt_b, steps=6, shape=(64, 256), seed=0):
+    """Run two optimizers on copies of one parameter with the same gradients; return the two parameters."""
+    g = torch.Generator().manual_seed(seed)
+    p0 = torch.randn(*shape, generator=g) * 0.1
+    pa, pb = nn.Parameter(p0.clone()), nn.Parameter(p0.clone())
+    oa, ob = opt_a([pa]), opt_b([pb])
+    for _ in range(steps):
+        grad = torch.randn(*shape, generator=g)
+        pa.grad, pb.grad = grad.clone(), grad.clone()
+        oa.step()
+        ob.step()
+    return pa, pb, oa, ob
+
+
+def test_adam8bit_ref_first_step_equals_bitsandbytes():
+    pa, pb, oa, ob = _adam_pair(lambda p: bnb.optim.Adam8bit(p, lr=1e-2), lambda p: R.Adam8bitRef(p, lr=1e-2), 1)
+    assert torch.equal(pa, pb)  # from zero moments the first step is sign(g) * lr in both
+    sa, sb = oa.state[pa], ob.state[pb]
+    assert sb["state1"].dtype == torch.uint8 and sb["state2"].dtype == torch.uint8
+    assert sb["absmax1"].numel() == pa.numel() // 256
+    # the first moment lands on the same dynamic-code index; bnb's CPU kernel searches approximately
+    assert (sa["state1"].flatten() == sb["state1"]).float().mean() > 0.99
+    assert torch.allclose(sa["absmax1"], sb["absmax1"]) and torch.allclose(sa["absmax2"], sb["absmax2"])
+
+
+def test_adam8bit_ref_tracks_adam_and_keeps_small_tensors_in_full_precision():
+    pa, pb, _, ob = _adam_pair(lambda p: torch.optim.Adam(p, lr=1e-2), lambda p: R.Adam8bitRef(p, lr=1e-2), 10)
+    assert (pa - pb).abs().max() < 0.3 * 1e-2 * 10  # 8-bit moments: close to 32-bit Adam, not equal
+    small = nn.Parameter(torch.randn(10, dtype=torch.float64))
+    opt = R.Adam8bitRef([small], lr=0.1)
+    small.grad = torch.ones_like(small)
+    opt.step()
+    assert set(opt.state[small]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert opt.state[small]["exp_avg"].dtype == torch.float64
+    assert torch.allclose(opt.state[small]["exp_avg"], torch.full_like(small, 0.1))
+
+
+def test_adam8bit_ref_pads_a_last_short_block_and_validates():
+    p = nn.Parameter(torch.randn(4100, dtype=torch.float64))  # 16 full blocks of 256 and a short one
+    opt = R.Adam8bitRef([p], lr=1e-3)
+    p.grad = torch.randn_like(p)
+    opt.step()
+    assert opt.state[p]["absmax1"].numel() == 17 and torch.isfinite(p).all()
+    with pytest.raises(ValueError, match="lr"):
+        R.Adam8bitRef([p], lr=0.0)
+    with pytest.raises(ValueError, match="betas"):
+        R.Adam8bitRef([p], betas=(0.9, 1.0))
+    with pytest.raises(TypeError, match="betas"):
+        R.Adam8bitRef([p], betas=0.9)
+    with pytest.raises(ValueError, match="blocksize"):
+        R.Adam8bitRef([p], blocksize=100)

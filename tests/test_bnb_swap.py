@@ -1,5 +1,6 @@
 """Tests of the bitsandbytes layer-swapping helpers in helpers.bnb_ref (swap_linears, bnb_int8, bnb_4bit)."""
 
+import copy
 import logging
 
 import pytest
@@ -83,3 +84,30 @@ def test_llm_int8_matmul_equals_linear_with_prequantized_weights():
         llm_int8_matmul(x, w_q, w_absmax, torch.zeros(3))
     with pytest.raises(ValueError, match="threshold"):
         llm_int8_matmul(x, w_q, w_absmax, None, -2.0)
+
+
+def test_float64_layers_compute_what_the_float32_layers_compute():
+    from helpers.bnb_ref import torch_dynamic_int8
+
+    lin32 = _mlp()[0]
+    lin64 = copy.deepcopy(lin32).double()
+    x32 = torch.randn(24, 64)
+    x32[:, 5] *= 30  # an outlier column
+    x64 = x32.double()
+    with torch.no_grad():
+        for t in (0.0, 6.0):  # float64 in, float64 out, bit for bit the reference
+            y = bnb_int8(lin64, t).eval()(x64)
+            assert y.dtype == torch.float64
+            assert torch.equal(y, llm_int8_linear(x64, lin64.weight, lin64.bias, t))
+        # 4-bit: quantized from the float32 cast, computes in float32, returns float64
+        m32, m64 = bnb_4bit(lin32, "nf4", 64, True, torch.float32).eval(), bnb_4bit(lin64, "nf4", 64, True).eval()
+        assert m64.compute_dtype == torch.float32
+        assert torch.equal(m64(x64), m32(x32).double())
+        # torch.ao dynamic int8: the module quantize_dynamic inserts, fed the float32 cast
+        dyn = torch.ao.quantization.quantize_dynamic(nn.Sequential(lin32), {nn.Linear}, dtype=torch.qint8)
+        got = torch_dynamic_int8(lin64)(x64)
+        assert got.dtype == torch.float64 and torch.equal(got, dyn(x32).double())
+    with pytest.raises(ValueError, match="compute_dtype"):
+        bnb_4bit(lin64, "nf4", 64, True, torch.float64)
+    with pytest.raises(TypeError, match="linear"):
+        torch_dynamic_int8(nn.Conv2d(1, 1, 1))

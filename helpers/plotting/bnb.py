@@ -100,7 +100,7 @@ def plot_loss_curves(curves: Mapping[str, Sequence[float]], title: str = "") -> 
     if not curves:
         raise ValueError("curves must be a non-empty mapping label -> losses")
     fig, ax = new_figure(7.0, 3.2)
-    palette = [COLORS["fp32"], COLORS["quant"], COLORS["grid"]]
+    palette = [COLORS["fp32"], COLORS["quant"], COLORS["grid"], COLORS["clip"]]
     for i, (label, ys) in enumerate(curves.items()):
         ax.plot(range(1, len(ys) + 1), list(ys), color=palette[i % len(palette)], label=label, lw=1.2, alpha=0.9)
     ax.set_yscale("log")
