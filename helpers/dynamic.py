@@ -41,6 +41,8 @@ __all__ = [
     "int8_matmul",
     "WeightOnlyInt8Linear",
     "DynamicInt8Linear",
+    "Float32Island",
+    "float64_model",
     "linear_names",
     "swap_linears",
     "linear_weight_state",
@@ -189,13 +191,15 @@ class WeightOnlyInt8Linear(nn.Module):
         q, scale = quantize_weight_int8(linear.weight, granularity)
         return cls(q, scale, linear.bias)
 
-    def dequantized_weight(self) -> torch.Tensor:
-        """``w_hat = q * scale`` in float32."""
-        return self.qweight.float() * self.scale
+    def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``w_hat = q * scale`` in float32 (or float64, where every product is exact)."""
+        return self.qweight.to(dtype) * self.scale.to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_features)
-        return nn.functional.linear(x.float(), self.dequantized_weight(), self.bias)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # a float64 model stays float64
+        bias = None if self.bias is None else self.bias.to(dtype)
+        return nn.functional.linear(x.to(dtype), self.dequantized_weight(dtype), bias)
 
     def extra_repr(self) -> str:
         per = "channel" if self.scale.numel() > 1 else "tensor"
@@ -260,6 +264,18 @@ class DynamicInt8Linear(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc, rescale = self.accumulate(x)
+        y = acc.float() * rescale
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def accumulate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The integer part of ``forward``: ``(acc, rescale)`` with ``y = acc * rescale + bias``.
+
+        ``acc`` (rows, out_features) int32 is ``sum_k (q_x - zp_x) q_w`` — exact integers, the same
+        on every CPU; ``rescale = scale_x * scale_w`` (float32, shape broadcastable to ``acc``).
+        """
         _check_input(x, self.in_features)
         x2 = x.reshape(-1, self.in_features).float()
         scale_x, zp_x, qmin, qmax = dynamic_act_qparams(
@@ -269,11 +285,8 @@ class DynamicInt8Linear(nn.Module):
         q_x = quantize(x2, scale_x.reshape(-1), zp_x.reshape(-1), qmin, qmax, axis=axis)
         offset = 128 if qmin >= 0 else 0
         acc = int8_matmul((q_x.to(torch.int32) - offset).to(torch.int8), self.qweight_t)
-        acc = acc + (offset - zp_x) * self.row_sum  # zero-point correction, exact in int32
-        y = acc.float() * (scale_x * self.scale.reshape(1, -1))
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
+        acc = (acc + (offset - zp_x) * self.row_sum).to(torch.int32)  # zero-point correction, exact
+        return acc, scale_x * self.scale.reshape(1, -1)
 
     def extra_repr(self) -> str:
         per = "channel" if self.scale.numel() > 1 else "tensor"
@@ -282,6 +295,98 @@ class DynamicInt8Linear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, weights=int8 per-{per}, "
             f"activations={act} per-{self.act_granularity} (dynamic)"
         )
+
+
+class Float32Island(nn.Module):
+    """An int8 layer inside a float64 model: ``inner`` gets the float32 cast of its input, its output goes back to float64.
+
+    The layer's own arithmetic (its int8 kernel and float32 rescale) is exactly what it does in a
+    float32 model; only the float around it is wider. Built by :func:`float64_model`. Taught in 04_ptdq.
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        def to32(t):
+            return t.float() if isinstance(t, torch.Tensor) and t.dtype == torch.float64 else t
+
+        out = self.inner(*(to32(a) for a in args), **{k: to32(v) for k, v in kwargs.items()})
+        return out.double() if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+
+
+def _plain(t: torch.Tensor | None) -> bool:
+    return t is None or type(t) in (torch.Tensor, nn.Parameter)
+
+
+def _float64_capable(module: nn.Module) -> bool:
+    """Quantized layers that compute correctly on float64 inputs: weight-only int8 (dequantize, float matmul)."""
+    if isinstance(module, WeightOnlyInt8Linear):
+        return True
+    weight = module._parameters.get("weight")
+    # torchao's weight-only Int8Tensor multiplies the int8 codes in the activation's dtype
+    return (
+        type(weight).__name__ == "Int8Tensor"
+        and getattr(weight, "act_quant_kwargs", 0) is None
+        and getattr(weight, "act_pre_scale", 0) is None
+    )
+
+
+_CODE_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32)
+
+
+def _needs_float32(module: nn.Module) -> bool:
+    """Layers whose kernels take float32 only: our dynamic int8 layer, torch.ao's quantized modules, any layer
+    holding integer or tensor-subclass weights (torchao dynamic, bitsandbytes) that is not float64-capable."""
+    if isinstance(module, DynamicInt8Linear) or type(module).__module__.startswith("torch.ao.nn.quantized"):
+        return True
+    params = [t for t in module._parameters.values() if t is not None]
+    buffers = [t for t in module._buffers.values() if t is not None]
+    odd = any(not _plain(t) or not t.is_floating_point() for t in params) or any(
+        not _plain(t) or t.dtype in _CODE_DTYPES
+        for t in buffers  # int64 index buffers (position ids) are fine
+    )
+    return odd and not _float64_capable(module)
+
+
+def float64_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose float arithmetic runs in float64, its int8 layers as they are.
+
+    Float parameters and buffers become float64, so LayerNorm, softmax, GELU, attention and every
+    Linear left in float compute in float64: a float64 result rounded to float32 is the same on
+    every CPU, while a float32 sum depends on the kernel's summation order, which quantization then
+    amplifies (a last-bit change moves an activation range, a code, a ranking). Layers whose kernels
+    take float32 only (torch.ao's dynamic Linear, ``DynamicInt8Linear``, torchao's dynamic int8) are
+    wrapped in :class:`Float32Island`: they see the exact float32 cast of their input, as in a
+    float32 model. Weight-only int8 layers dequantize in float64. Taught in 04_ptdq.
+    """
+    _check_model(model)
+    target = copy.deepcopy(model)
+
+    def convert(module: nn.Module) -> None:
+        for name, child in list(module._modules.items()):
+            if child is None or isinstance(child, Float32Island):
+                continue
+            if _needs_float32(child):
+                module._modules[name] = Float32Island(child)
+            else:
+                convert(child)
+        if _float64_capable(module):
+            return
+        for p in module._parameters.values():
+            if p is not None and _plain(p) and p.is_floating_point():
+                p.data = p.data.double()
+        for name, b in module._buffers.items():
+            if b is not None and _plain(b) and b.is_floating_point():
+                module._buffers[name] = b.double()
+
+    if _needs_float32(target):
+        target = Float32Island(target)
+    else:
+        convert(target)
+    target._float64_arithmetic = True  # embed(..., float64=True) uses it as it is
+    return target
 
 
 def _check_model(model: object) -> nn.Module:
@@ -392,15 +497,24 @@ def _tokenize(tokenizer, sentences: Sequence[str], max_length: int = 128) -> dic
 
 @torch.no_grad()
 def capture_linear_inputs(
-    model: nn.Module, tokenizer, sentences: Sequence[str], names: Iterable[str] | None = None
+    model: nn.Module,
+    tokenizer,
+    sentences: Sequence[str],
+    names: Iterable[str] | None = None,
+    *,
+    float64: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Inputs seen by the named Linear layers on ``sentences``: ``name -> (real tokens, in_features)`` float32.
 
     Forward pre-hooks record each layer's input; padding positions are dropped with the
-    attention mask, so the statistics are those of real tokens. Taught in 04_ptdq.
+    attention mask, so the statistics are those of real tokens. ``float64=True`` runs the model's
+    float arithmetic in float64 (:func:`float64_model`) and returns the float32 casts of the inputs,
+    which are the same on every CPU. Taught in 04_ptdq.
     """
     _check_model(model)
     names = _check_names(model, names, "names") if names is not None else linear_names(model)
+    if _check_float64(float64):
+        model = float64_model(model)
     batch = _tokenize(tokenizer, sentences)
     mask = batch["attention_mask"].bool()
     seen: dict[str, torch.Tensor] = {}
@@ -470,10 +584,18 @@ def fake_quant_layer(
     }
 
 
-def _mean_cosine(model: nn.Module, tokenizer, sentences: Sequence[str], ref: torch.Tensor) -> float:
+def _mean_cosine(
+    model: nn.Module, tokenizer, sentences: Sequence[str], ref: torch.Tensor, float64: bool = False
+) -> float:
     from helpers.language import cosine_to_reference, embed
 
-    return float(cosine_to_reference(embed(model, tokenizer, list(sentences)), ref).mean())
+    return float(cosine_to_reference(embed(model, tokenizer, list(sentences), float64=float64), ref).mean())
+
+
+def _check_float64(float64: object) -> bool:
+    if not isinstance(float64, bool):
+        raise TypeError(f"float64 must be True or False, got {float64!r}")
+    return float64
 
 
 @torch.no_grad()
@@ -484,6 +606,8 @@ def layer_sensitivity(
     ref: torch.Tensor,
     names: Iterable[str] | None = None,
     kind: str = "dynamic",
+    *,
+    float64: bool = False,
     **layer_kwargs,
 ) -> dict[str, float]:
     """Mean embedding cosine to ``ref`` when only one layer is quantized: ``name -> cosine``, one entry per layer.
@@ -491,7 +615,8 @@ def layer_sensitivity(
     Each named Linear in turn is swapped for the course's int8 layer (``kind`` and
     ``layer_kwargs`` as in ``swap_linears``), the sentences are embedded, and the original layer
     is put back, so the model is unchanged afterwards. ``1 - cosine`` is the layer's sensitivity.
-    Taught in 04_ptdq.
+    ``float64=True`` runs everything but the int8 layer in float64 (:func:`float64_model`), so the
+    cosines do not depend on the CPU's float32 summation order. Taught in 04_ptdq.
     """
     _check_model(model)
     check_float_tensor(ref, "ref")
@@ -499,14 +624,18 @@ def layer_sensitivity(
         raise ValueError(f"ref must be the (len(sentences), hidden) fp32 embeddings, got shape {tuple(ref.shape)}")
     names = _check_names(model, names, "names") if names is not None else linear_names(model)
     make = _layer_factory(kind, **layer_kwargs)
+    work = float64_model(model) if _check_float64(float64) else model  # a float64 copy, made once
     out: dict[str, float] = {}
     for name in names:
-        original = model.get_submodule(name)
-        _set_submodule(model, name, make(original))
+        original = work.get_submodule(name)
+        layer = make(model.get_submodule(name))  # quantized from the float32 weights
+        if float64:
+            layer = float64_model(layer)
+        _set_submodule(work, name, layer)
         try:
-            out[name] = _mean_cosine(model, tokenizer, sentences, ref)
+            out[name] = _mean_cosine(work, tokenizer, sentences, ref, float64)
         finally:
-            _set_submodule(model, name, original)
+            _set_submodule(work, name, original)
     return out
 
 
@@ -549,16 +678,19 @@ def smallest_keep_set(
     ranked: Sequence[str],
     target: float = 0.99,
     steps: Iterable[int] = (0, 2, 4, 6, 8, 10, 12),
+    *,
+    float64: bool = False,
     **mixed_kwargs,
 ) -> tuple[list[str], list[tuple[int, float]]]:
     """Keep the ``k`` most sensitive layers float for growing ``k`` until the mean cosine reaches ``target``.
 
     ``ranked`` lists layer names, most sensitive first. Returns ``(keep_float, trace)`` where
     ``trace`` holds ``(k, mean cosine)`` for every ``k`` tried; ``keep_float`` is ``ranked[:k]`` for
-    the first ``k`` that reached ``target`` (or the last ``k`` tried if none did).
-    Taught in 04_ptdq.
+    the first ``k`` that reached ``target`` (or the last ``k`` tried if none did). ``float64=True``
+    embeds with the float parts in float64 (:func:`float64_model`). Taught in 04_ptdq.
     """
     _check_model(model)
+    _check_float64(float64)
     check_float_tensor(ref, "ref")
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < target <= 1.0:
         raise ValueError(f"target must be a cosine in (0, 1], got {target!r}")
@@ -568,7 +700,7 @@ def smallest_keep_set(
         raise ValueError("steps must list at least one k")
     trace: list[tuple[int, float]] = []
     for k in steps:
-        cos = _mean_cosine(mixed_precision(model, ranked[:k], **mixed_kwargs), tokenizer, sentences, ref)
+        cos = _mean_cosine(mixed_precision(model, ranked[:k], **mixed_kwargs), tokenizer, sentences, ref, float64)
         trace.append((k, cos))
         if cos >= target:
             break

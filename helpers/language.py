@@ -79,12 +79,21 @@ def load_sentences(path: str | pathlib.Path | None = None) -> tuple[list[str], l
 
 @torch.no_grad()
 def embed(
-    model: nn.Module, tokenizer, sentences: list[str], batch_size: int = 64, max_length: int = 128
+    model: nn.Module,
+    tokenizer,
+    sentences: list[str],
+    batch_size: int = 64,
+    max_length: int = 128,
+    *,
+    float64: bool = False,
 ) -> torch.Tensor:
-    """L2-normalised mean-pooled sentence embeddings ``(len(sentences), hidden)`` in float32.
+    """L2-normalised mean-pooled sentence embeddings ``(len(sentences), hidden)``, float32 (or float64, below).
 
     Mean pooling averages the last hidden state over real tokens only (the attention mask),
-    as sentence-transformers does for this model.
+    as sentence-transformers does for this model. ``float64=True`` runs the model's float
+    arithmetic in float64 (``helpers.dynamic.float64_model``: int8 layers keep their own kernels
+    and get the float32 cast of their input) and returns float64 embeddings: float32 sums
+    depend on the CPU's summation order, float64 results agree to far below what is printed.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -93,6 +102,13 @@ def embed(
     if not sentences:
         raise ValueError("sentences must be a non-empty list of strings")
     batch_size = check_int(batch_size, "batch_size", lo=1)
+    if not isinstance(float64, bool):
+        raise TypeError(f"float64 must be True or False, got {float64!r}")
+    dtype = torch.float64 if float64 else torch.float32
+    if float64 and not getattr(model, "_float64_arithmetic", False):
+        from helpers.dynamic import float64_model
+
+        model = float64_model(model)
     out = []
     for start in range(0, len(sentences), batch_size):
         batch = tokenizer(
@@ -102,27 +118,37 @@ def embed(
             max_length=max_length,
             return_tensors="pt",
         )
-        hidden = model(**batch).last_hidden_state.float()
-        mask = batch["attention_mask"].unsqueeze(-1).float()
+        hidden = model(**batch).last_hidden_state.to(dtype)
+        mask = batch["attention_mask"].unsqueeze(-1).to(dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         out.append(torch.nn.functional.normalize(pooled, dim=-1))
     return torch.cat(out)
 
 
+def _stat_dtype(a: torch.Tensor, b: torch.Tensor) -> torch.dtype:
+    return torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
+
+
 def cosine_to_reference(emb: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine similarity between embeddings ``emb`` and reference ``ref`` (same shape)."""
+    """Row-wise cosine similarity between embeddings ``emb`` and reference ``ref`` (same shape).
+
+    Computed in float64 when either is float64 (``embed(..., float64=True)``), else float32.
+    """
     check_float_tensor(emb, "emb")
     check_float_tensor(ref, "ref")
     if emb.shape != ref.shape:
         raise ValueError(f"emb and ref must have the same shape, got {tuple(emb.shape)} and {tuple(ref.shape)}")
-    return torch.nn.functional.cosine_similarity(emb.float(), ref.float(), dim=-1)
+    dtype = _stat_dtype(emb, ref)
+    return torch.nn.functional.cosine_similarity(emb.to(dtype), ref.to(dtype), dim=-1)
 
 
 def retrieval_agreement(emb: torch.Tensor, ref: torch.Tensor, k: int = 5) -> float:
     """Mean overlap of each sentence's top-``k`` neighbours under ``emb`` vs under ``ref`` (1.0 = identical).
 
     Each sentence is a query against all others (itself excluded); overlap is
-    ``|topk(emb) ∩ topk(ref)| / k``, averaged over queries.
+    ``|topk(emb) ∩ topk(ref)| / k``, averaged over queries (the shared neighbours counted as an integer,
+    divided by ``n * k`` once). Similarities are computed in float64
+    when either input is float64, else float32.
     """
     check_float_tensor(emb, "emb")
     check_float_tensor(ref, "ref")
@@ -130,13 +156,14 @@ def retrieval_agreement(emb: torch.Tensor, ref: torch.Tensor, k: int = 5) -> flo
         raise ValueError(f"emb and ref must be 2-d and the same shape, got {tuple(emb.shape)} and {tuple(ref.shape)}")
     n = emb.shape[0]
     k = check_int(k, "k", lo=1, hi=n - 1)
+    dtype = _stat_dtype(emb, ref)
 
     def topk(e: torch.Tensor) -> torch.Tensor:
-        e = torch.nn.functional.normalize(e.float(), dim=-1)
+        e = torch.nn.functional.normalize(e.to(dtype), dim=-1)
         sim = e @ e.T
         sim.fill_diagonal_(-float("inf"))
         return sim.topk(k, dim=1).indices
 
     a, b = topk(emb), topk(ref)
-    hits = (a.unsqueeze(2) == b.unsqueeze(1)).any(dim=2).sum(dim=1).float()
-    return float((hits / k).mean())
+    hits = int((a.unsqueeze(2) == b.unsqueeze(1)).any(dim=2).sum())
+    return hits / (n * k)  # one exact integer count, one division: no float summation order

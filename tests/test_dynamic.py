@@ -19,11 +19,13 @@ from torch import nn
 
 from helpers.dynamic import (
     DynamicInt8Linear,
+    Float32Island,
     WeightOnlyInt8Linear,
     capture_linear_inputs,
     default_reduce_range,
     dynamic_act_qparams,
     fake_quant_layer,
+    float64_model,
     int8_matmul,
     latency_sweep,
     layer_sensitivity,
@@ -494,6 +496,83 @@ def test_mixed_precision_and_smallest_keep_set(tiny):
         mixed_precision(model, ["emb"])
     with pytest.raises(TypeError, match="per_channel"):
         mixed_precision(model, [], per_channel="yes")
+
+
+def test_float64_options_match_float32_and_validate(tiny):
+    model, ref = tiny
+    from helpers.language import cosine_to_reference, embed
+
+    ref64 = embed(model, tiny_tokenizer, SENTENCES, float64=True)
+    assert ref64.dtype == torch.float64 and torch.allclose(ref64.float(), ref, atol=1e-5)
+    seen = capture_linear_inputs(model, tiny_tokenizer, SENTENCES, ["b"], float64=True)
+    assert seen["b"].dtype == torch.float32
+    assert torch.allclose(seen["b"], capture_linear_inputs(model, tiny_tokenizer, SENTENCES, ["b"])["b"], atol=1e-5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sens64 = layer_sensitivity(model, tiny_tokenizer, SENTENCES, ref64, float64=True, weight_granularity="channel")
+    sens32 = layer_sensitivity(model, tiny_tokenizer, SENTENCES, ref, weight_granularity="channel")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # model untouched, still float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert sens64.keys() == sens32.keys() and all(abs(sens64[n] - sens32[n]) < 1e-3 for n in sens64)
+    keep, trace = smallest_keep_set(
+        model, tiny_tokenizer, SENTENCES, ref64, ["b", "a", "c"], steps=[0, 1], float64=True
+    )
+    mixed = mixed_precision(model, keep)
+    cos = cosine_to_reference(embed(mixed, tiny_tokenizer, SENTENCES, float64=True), ref64)
+    assert cos.dtype == torch.float64 and float(cos.mean()) == pytest.approx(trace[-1][1], abs=1e-12)
+    for call in (
+        lambda: capture_linear_inputs(model, tiny_tokenizer, SENTENCES, float64=1),
+        lambda: layer_sensitivity(model, tiny_tokenizer, SENTENCES, ref, float64="yes"),
+        lambda: smallest_keep_set(model, tiny_tokenizer, SENTENCES, ref, ["a"], float64=None),
+        lambda: embed(model, tiny_tokenizer, SENTENCES, float64=1),
+    ):
+        with pytest.raises(TypeError, match="float64"):
+            call()
+
+
+def test_float64_model_wraps_int8_layers_in_float32_islands(tiny):
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+
+    model, _ = tiny
+    batch = tiny_tokenizer(SENTENCES)
+    classic = mixed_precision(model, ["b"])  # torch.ao DynamicQuantizedLinear for a and c, b float
+    m64 = float64_model(classic)
+    assert isinstance(m64.a, Float32Island) and isinstance(m64.c, Float32Island) and isinstance(m64.b, nn.Linear)
+    assert m64.b.weight.dtype == torch.float64 and m64.emb.weight.dtype == torch.float64
+    assert isinstance(classic.a, type(m64.a.inner)) and classic.b.weight.dtype == torch.float32  # a copy
+    out = m64(**batch).last_hidden_state
+    assert out.dtype == torch.float64
+    # the island's int8 layer sees exactly the float32 cast of its float64 input
+    x = torch.randn(3, 16, dtype=torch.float64)
+    assert torch.equal(m64.a(x), classic.a(x.float()).double())
+    ours = swap_linears(model, "dynamic", include=["a"])
+    assert isinstance(float64_model(ours).a, Float32Island)
+    weight_only = swap_linears(model, "weight_only", include=["a"])
+    w64 = float64_model(weight_only)
+    assert isinstance(w64.a, WeightOnlyInt8Linear) and w64.a(x).dtype == torch.float64
+    assert torch.allclose(w64.a(x), x @ weight_only.a.dequantized_weight(torch.float64).T + weight_only.a.bias.double())
+    for cfg, island in [(Int8WeightOnlyConfig(), False), (Int8DynamicActivationInt8WeightConfig(), True)]:
+        ao = copy.deepcopy(model)
+        quantize_(ao, cfg, filter_fn=lambda m, name: name == "a")
+        ao64 = float64_model(ao)
+        assert isinstance(ao64.a, Float32Island) is island
+        assert ao64(**batch).last_hidden_state.dtype == torch.float64
+    assert isinstance(float64_model(DynamicInt8Linear.from_float(nn.Linear(4, 2))), Float32Island)
+    assert float64_model(m64) is not m64  # a copy, already float64: unchanged structure
+    with pytest.raises(TypeError, match="model"):
+        float64_model("model")
+
+
+def test_accumulate_is_the_integer_part_of_forward():
+    torch.manual_seed(3)
+    linear = nn.Linear(24, 5)
+    x = torch.randn(7, 24) * 3
+    layer = DynamicInt8Linear.from_float(linear, weight_granularity="channel", reduce_range=False)
+    acc, rescale = layer.accumulate(x)
+    assert acc.dtype == torch.int32 and acc.shape == (7, 5)
+    assert torch.equal(layer(x), acc.float() * rescale + layer.bias)
+    scale_x, zp_x, qmin, qmax = dynamic_act_qparams(x, reduce_range=False)
+    q_x = torch.clamp(torch.round(x / scale_x) + zp_x, qmin, qmax).long()
+    assert torch.equal(acc.long(), (q_x - zp_x.long()) @ layer.qweight.long().T)
 
 
 def test_fake_quant_layer_error_shrinks_with_bits():

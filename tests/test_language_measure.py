@@ -74,6 +74,28 @@ def test_embed_normalised_and_batch_invariant(minilm):
     assert same >= 10
 
 
+def test_embed_float64_agrees_with_float32(minilm):
+    model, tok = minilm
+    few = load_sentences()[0][:6]
+    emb32 = embed(model, tok, few)
+    emb64 = embed(model, tok, few, float64=True)
+    assert emb64.dtype == torch.float64 and torch.allclose(emb64.norm(dim=1), torch.ones(6, dtype=torch.float64))
+    assert float((emb64 - emb32.double()).abs().max()) < 1e-5
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # embedded a float64 copy
+
+
+def test_statistics_in_float64_when_given_float64():
+    torch.manual_seed(1)
+    ref = torch.randn(6, 4, dtype=torch.float64)
+    emb = ref + 1e-3 * torch.randn(6, 4, dtype=torch.float64)
+    cos = cosine_to_reference(emb, ref)
+    assert cos.dtype == torch.float64 and cosine_to_reference(emb.float(), ref.float()).dtype == torch.float32
+    assert cosine_to_reference(emb, ref.float()).dtype == torch.float64
+    # a similarity gap far below float32 resolution still decides the float64 ranking
+    base = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.6 + 1e-12, 0.8]], dtype=torch.float64)
+    assert retrieval_agreement(base, base, k=1) == 1.0
+
+
 def test_embed_bad_input(minilm):
     model, tok = minilm
     with pytest.raises(TypeError, match="model"):
