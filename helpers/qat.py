@@ -39,6 +39,7 @@ from helpers._validate import (
     check_tensor,
 )
 from helpers.affine import affine_qparams, qrange
+from helpers.models import as_model_dtype
 
 __all__ = [
     "FakeQuantSTE",
@@ -400,12 +401,26 @@ class WeightQuantizer(nn.Module):
         return FakeQuantSTE.apply(weight, scale.reshape(shape).to(weight.dtype), zero, self.qmin, self.qmax)
 
 
+def _integer_codes(x_hat: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x_hat / scale`` rounded to the integer code it stands for, with the gradient of ``x_hat / scale``.
+
+    ``x_hat`` is a fake-quantized tensor (``(code - zero_point) * scale``); the division is exact
+    or within an ulp of the integer, and ``v + (round(v) - v)`` is exactly ``round(v)`` (Sterbenz).
+    """
+    v = x_hat / scale
+    return v + (torch.round(v) - v).detach()
+
+
 class QATLayer(nn.Module):
     """A Conv2d or Linear whose input is fake-quantized per tensor and whose weight per output channel.
 
     ``y = layer_op(act_quant(x), weight_quant(w)) + b`` (bias stays float, as in int8 kernels
     where it is added to the int32 accumulator). ``bits`` is the weight bit width, ``act_bits``
-    the activation bit width (defaults to ``bits``). Taught in 06_qat.
+    the activation bit width (defaults to ``bits``). Like an integer kernel, the layer accumulates
+    the integer codes (``x_hat / s_x`` and ``w_hat / s_w``) and rescales once by ``s_x * s_w``:
+    the same value in exact arithmetic, but the accumulation is exact (integers below 2**24 in
+    float32, 2**53 in float64), so equal sums are bit-equal whatever the kernel's summation order
+    (otherwise max-pool ties after the layer break differently on different CPUs). Taught in 06_qat.
     """
 
     def __init__(
@@ -428,11 +443,24 @@ class QATLayer(nn.Module):
         self.weight_quant = WeightQuantizer(layer.weight, bits, method=method)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        weight = self.layer.weight
         x_hat = self.act_quant(x)
-        w_hat = self.weight_quant(self.layer.weight)
+        w_hat = self.weight_quant(weight)
+        s_x = self.act_quant.qparams()[0].to(x_hat.dtype)
+        s_w = self.weight_quant.qparams(weight)[0].to(w_hat.dtype)
+        q_x = _integer_codes(x_hat, s_x)
+        q_w = _integer_codes(w_hat, s_w.reshape([-1] + [1] * (weight.ndim - 1)))
+        rescale = s_x * s_w  # one per output channel
         if isinstance(self.layer, nn.Conv2d):
-            return self.layer._conv_forward(x_hat, w_hat, self.layer.bias)
-        return F.linear(x_hat, w_hat, self.layer.bias)
+            acc = self.layer._conv_forward(q_x, q_w, None)
+            rescale = rescale.reshape(-1, 1, 1)
+        else:
+            acc = F.linear(q_x, q_w)
+        y = acc * rescale
+        bias = self.layer.bias
+        if bias is not None:
+            y = y + (bias.reshape(-1, 1, 1) if isinstance(self.layer, nn.Conv2d) else bias)
+        return y
 
 
 # ---------------------------------------------------------------------------- whole models
@@ -458,11 +486,14 @@ def make_qat_model(
     act_bits: int | None = None,
     method: str = "minmax",
     observer: str = "ema",
+    dtype: torch.dtype | None = None,
 ) -> nn.Module:
     """A deep copy of ``model`` with every ``nn.Conv2d``/``nn.Linear`` wrapped in a ``QATLayer``.
 
     The original model is left untouched. Observers start empty: run ``calibrate`` before
-    evaluating (PTQ) or before fine-tuning (QAT). Taught in 06_qat.
+    evaluating (PTQ) or before fine-tuning (QAT). ``dtype`` (default: keep the model's) casts the
+    copy, e.g. ``torch.float64`` so that fake-quant training does not depend on the CPU's float32
+    summation order (scales and zero-points are still computed in float32). Taught in 06_qat.
     """
     _check_model(model)
     bits = check_bits(bits, lo=2, hi=8)
@@ -470,6 +501,8 @@ def make_qat_model(
         check_bits(act_bits, lo=2, hi=8, name="act_bits")
     check_choice(method, "method", METHODS)
     check_choice(observer, "observer", OBSERVERS)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
     new = copy.deepcopy(model)
 
     def swap(parent: nn.Module) -> None:
@@ -480,7 +513,7 @@ def make_qat_model(
                 swap(child)
 
     swap(new)
-    return new
+    return new if dtype is None else new.to(dtype)
 
 
 @contextmanager
@@ -499,11 +532,13 @@ def _calibrating(model: nn.Module):
 def calibrate(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> nn.Module:
     """Run ``x`` through ``model`` in eval mode with its (enabled) observers recording ranges; returns ``model``.
 
-    BatchNorm statistics do not change (eval mode). Taught in 06_qat.
+    BatchNorm statistics do not change (eval mode). ``x`` is cast to the model's float dtype
+    (``helpers.models.model_dtype``). Taught in 06_qat.
     """
     _check_model(model)
     check_float_tensor(x, "x")
     batch_size = check_int(batch_size, "batch_size", lo=1)
+    x = as_model_dtype(x, model)
     model.eval()
     with _calibrating(model):
         for start in range(0, len(x), batch_size):
@@ -530,13 +565,14 @@ def ptq_model(
     *,
     act_bits: int | None = None,
     observer: str = "minmax",
+    dtype: torch.dtype | None = None,
 ) -> nn.Module:
     """Post-training quantization with the QAT quantizers: swap, calibrate on ``x_calib``, freeze; eval mode.
 
     Weights per-channel symmetric min-max, activations per-tensor affine from the calibration
     range: the same fake quantizers a QAT model trains through, so PTQ and QAT compare like with
-    like. Taught in 06_qat.
+    like. ``dtype`` as in ``make_qat_model``. Taught in 06_qat.
     """
-    qmodel = make_qat_model(model, bits, act_bits=act_bits, method="minmax", observer=observer)
+    qmodel = make_qat_model(model, bits, act_bits=act_bits, method="minmax", observer=observer, dtype=dtype)
     calibrate(qmodel, x_calib)
     return freeze_observers(qmodel).eval()

@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from helpers.data import DATA_DIR, digits_loader, load_digits_split
-from helpers.models import DigitsCNN, evaluate, load_digits_cnn, seed_everything, train_epochs
+from helpers.models import (
+    DigitsCNN,
+    as_model_dtype,
+    evaluate,
+    load_digits_cnn,
+    model_dtype,
+    seed_everything,
+    train_digits_cnn,
+    train_epochs,
+)
 
 
 def test_data_checksums_match_readme():
@@ -43,6 +52,36 @@ def test_training_is_deterministic():
         runs.append((train_epochs(model, 1, seed=3, data=small), model.features[0].weight.clone()))
     assert runs[0][0] == runs[1][0]
     assert torch.equal(runs[0][1], runs[1][1])
+
+
+def test_float64_model_trains_and_evaluates_on_float32_images():
+    d = load_digits_split()
+    small = type(d)(d.x_train[:128], d.y_train[:128], d.x_test[:64], d.y_test[:64])
+    torch.manual_seed(0)
+    m = DigitsCNN(dtype=torch.float64)
+    assert model_dtype(m) == torch.float64 and all(p.dtype == torch.float64 for p in m.parameters())
+    x = small.x_test
+    assert as_model_dtype(x, m).dtype == torch.float64 and torch.equal(as_model_dtype(x, m).float(), x)
+    assert as_model_dtype(x, DigitsCNN()) is x
+    history = train_epochs(m, 1, seed=0, data=small)
+    assert len(history) == 1 and 0.0 <= history[0] <= 100.0
+    assert evaluate(m, x, small.y_test) == history[0]
+    assert evaluate(load_digits_cnn().double(), d.x_test, d.y_test) == evaluate(load_digits_cnn(), d.x_test, d.y_test)
+    assert model_dtype(torch.nn.ReLU()) is None  # no parameters: inputs are left alone
+
+
+def test_train_digits_cnn_dtype():
+    model, history = train_digits_cnn(1, seed=0, verbose=False, dtype=torch.float64)
+    assert model_dtype(model) == torch.float64 and len(history) == 1
+    with pytest.raises(TypeError, match="dtype"):
+        train_digits_cnn(1, dtype=torch.int32)
+    with pytest.raises(TypeError, match="dtype"):
+        DigitsCNN(dtype="float64")
+    torch.manual_seed(0)
+    a = DigitsCNN()
+    torch.manual_seed(0)
+    b = DigitsCNN(dtype=None)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # default unchanged
 
 
 def test_missing_checkpoint_message(tmp_path: pathlib.Path):

@@ -212,6 +212,66 @@ def test_qat_layer_equals_fake_quant_of_weights_in_eval_conv():
     assert layer.weight_quant.qparams(conv.weight)[0].shape == (6,)
 
 
+@pytest.mark.parametrize("method", ["minmax", "lsq"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_qat_layer_accumulates_integer_codes_and_keeps_the_gradients(method, dtype):
+    torch.manual_seed(2)
+    conv = nn.Conv2d(3, 5, 3, padding=1, bias=True).to(dtype)
+    layer = calibrate(QATLayer(conv, bits=3, act_bits=4, method=method), torch.rand(8, 3, 6, 6, dtype=dtype))
+    freeze_observers(layer).train()  # ranges fixed: the recomputation below sees the same scales
+    x = torch.rand(4, 3, 6, 6, dtype=dtype)
+    x[:, :, :3, :3] = 0.0  # a flat corner: many positions see the same patch
+    x.requires_grad_()
+    y = layer(x)
+    x_hat = layer.act_quant(x)
+    w_hat = layer.weight_quant(conv.weight)
+    s_x = layer.act_quant.qparams()[0].to(dtype)
+    s_w = layer.weight_quant.qparams(conv.weight)[0].to(dtype)
+    codes_x = torch.round(x_hat.detach() / s_x)
+    codes_w = torch.round(w_hat.detach() / s_w.reshape(-1, 1, 1, 1))
+    acc = conv._conv_forward(codes_x, codes_w, None)
+    assert torch.equal(acc, torch.round(acc))  # integer accumulator, exact in any summation order
+    expected = acc * (s_x * s_w).reshape(-1, 1, 1) + conv.bias.detach().reshape(-1, 1, 1)
+    assert torch.equal(y.detach(), expected)
+    reference = conv._conv_forward(x_hat, w_hat, conv.bias)  # the same value in exact arithmetic
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(y, reference, atol=tol)
+    g = torch.randn_like(y)
+    params = [x, conv.weight] + ([layer.act_quant.step, layer.weight_quant.step] if method == "lsq" else [])
+    ours = torch.autograd.grad(y, params, g, retain_graph=True)
+    ref = torch.autograd.grad(reference, params, g)
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=tol)
+
+
+def test_make_qat_model_dtype_widens_exactly_and_casts_inputs():
+    fp = load_digits_cnn()
+    q = make_qat_model(fp, 4, dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in q.parameters())
+    assert fp.features[0].weight.dtype == torch.float32  # original untouched
+    assert torch.equal(q.features[0].layer.weight, fp.features[0].weight.double())
+    x = torch.rand(16, 1, 8, 8)
+    calibrate(q, x)  # float32 images are cast to the model's float64
+    with torch.no_grad():
+        assert q(x.double()).dtype == torch.float64
+    p64 = ptq_model(fp, 8, x, dtype=torch.float64)
+    assert next(p64.parameters()).dtype == torch.float64
+    with pytest.raises(TypeError, match="dtype"):
+        make_qat_model(fp, 4, dtype=torch.int8)
+    with pytest.raises(TypeError, match="dtype"):
+        make_qat_model(fp, 4, dtype="float64")
+
+
+def test_float64_qat_ptq_agree_with_float32_within_a_few_images():
+    from helpers.data import load_digits_split
+
+    d = load_digits_split()
+    fp = load_digits_cnn()
+    acc32 = evaluate(ptq_model(fp, 8, d.x_train[:256]), d.x_test, d.y_test)
+    acc64 = evaluate(ptq_model(fp, 8, d.x_train[:256], dtype=torch.float64), d.x_test, d.y_test)
+    assert abs(acc32 - acc64) <= 100 * 2 / len(d.y_test)
+
+
 def test_weight_quantizer_passes_gradient_to_weight():
     w = torch.randn(4, 3, requires_grad=True)
     wq = WeightQuantizer(w.detach(), 2)
