@@ -112,7 +112,8 @@ for fmt, nbytes in read.items():
 # Fewer bytes only become speed if the kernel dequantizes as fast as memory delivers: PyTorch's generic CPU weight-only kernels are much less tuned than fp32 BLAS for a single row, and may well lose here; llama.cpp's hand-written Q4/Q8 kernels are what make 4-bit decoding fast in practice.
 
 # %% slideshow={"slide_type": "-"}
-# NBVAL_IGNORE_OUTPUT  (tokens/s depend on the machine and its load; only a sanity band is asserted)
+# NBVAL_IGNORE_OUTPUT
+# tokens/s depend on the machine and its load; only a sanity band is asserted
 prompt = eval_tokens(tokenizer, 64)
 speed = {"fp32": decode_tokens_per_second(model, prompt, n_new=24, repeats=2)}
 for fmt in ("int8", "int4"):
@@ -383,7 +384,8 @@ channel_max(before, after)
 # activation; the readout gives the layer's output error on its calibration inputs.
 
 # %% slideshow={"slide_type": "-"}
-# NBVAL_IGNORE_OUTPUT  (an interactive widget; the figure below is the checked, static version)
+# NBVAL_IGNORE_OUTPUT
+# an interactive widget; the figure below is the checked, static version
 layer_widget(w_down, x_down, method="gptq", bits=3, group_size=64, alpha=0.5)
 
 # %% slideshow={"slide_type": "fragment"}
@@ -427,7 +429,8 @@ print(
 )
 
 # %% slideshow={"slide_type": "-"}
-# NBVAL_IGNORE_OUTPUT  (quantization time of the whole model, measured by tools/llm_results.py on its machine)
+# NBVAL_IGNORE_OUTPUT
+# quantization time of the whole model, measured by tools/llm_results.py on its machine
 for method in ("rtn", "hqq", "awq", "gptq"):
     zp = "float" if method == "hqq" else "int"
     t = [RESULTS["perplexity"].get(f"{method}/{b}/64/{zp}", {}).get("seconds") for b in (8, 4, 3, 2)]
