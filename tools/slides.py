@@ -98,7 +98,8 @@ def lesson_notebooks(notebook_dir: Path | str = NOTEBOOK_DIR) -> list[Path]:
     notebook_dir = Path(notebook_dir)
     if not notebook_dir.is_dir():
         raise ValueError(f"notebook_dir must be an existing folder, got {str(notebook_dir)!r}")
-    return sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    # the lessons; 00_start_here is the lab's start page, not a seminar deck
+    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb") if not p.name.startswith("00_"))
 
 
 def _slide_type(cell) -> str:
