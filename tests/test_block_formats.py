@@ -428,3 +428,31 @@ def test_quantized_kv_bytes_counts_codes_and_scales():
     assert bf.quantized_kv_bytes(x, 4, "token") == x.numel() // 2 + groups * 4
     assert bf.quantized_kv_bytes(x, 8, "channel", 64) == x.numel() + groups * 4
     assert bf.fake_quantize_kv(x.double(), 4).dtype == torch.float64
+
+
+def test_float64_llama_runs_norm_and_rope_in_float64():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 64, (1, 24))
+    with torch.no_grad():
+        ref32 = model(ids).logits
+        bf.float64_llama(model)
+        norm_in = torch.randn(2, 32, dtype=torch.float64)
+        assert model.model.norm(norm_in).dtype == torch.float64
+        cos, _ = model.model.rotary_emb(norm_in, torch.arange(24)[None])
+        assert cos.dtype == torch.float64
+        out = model(ids).logits
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.float(), ref32, atol=1e-4, rtol=1e-4)
+    with pytest.raises(TypeError, match="model"):
+        bf.float64_llama(torch.nn.Linear(2, 2))
