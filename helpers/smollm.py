@@ -328,7 +328,9 @@ def perplexity(
     while scored_until < n:
         end = min(begin + window, n)
         ids = tokens[begin:end].to(device=device, dtype=torch.int64).unsqueeze(0)
-        logits = model(input_ids=ids, use_cache=False).logits[0].float()
+        logits = model(input_ids=ids, use_cache=False).logits[0]
+        # a float64 model keeps float64 log-softmax: float32 sums over 49,152 logits depend on the CPU path
+        logits = logits.double() if logits.dtype == torch.float64 else logits.float()
         # logits[t] predicts ids[t + 1]; score targets at absolute positions scored_until..end-1
         first = max(scored_until - begin, 1)  # index into ids of the first target (needs >= 1 token of context)
         logp = torch.log_softmax(logits[first - 1 : end - begin - 1], dim=-1)
