@@ -1,6 +1,6 @@
 """Darknet-19, the YOLOv2 backbone, built from its published layer table (Redmon & Farhadi 2016, Table 6).
 
-Taught in 05_ptsq (the seminar's own quantization project used this network). 19 conv layers:
+Taught in 05_static (the seminar's own quantization project used this network). 19 conv layers:
 3×3 and 1×1 conv–BatchNorm–LeakyReLU(0.1) stacks with five 2×2 max-pools, then a 1×1 conv to the
 class count (bias, no BN, linear activation) and global average pooling. The paper's final softmax
 is left out: the model returns logits, like torchvision's classifiers.
@@ -39,7 +39,7 @@ class Darknet19(nn.Module):
     ``features[i]`` is ``Sequential(Conv2d, BatchNorm2d, LeakyReLU(0.1))`` or a ``MaxPool2d``; the
     network has 18 conv layers in ``features`` plus the classifier conv = 19. ``leaky=False`` swaps
     every LeakyReLU for a ReLU (not the published network: a control for measuring what the
-    unfusable LeakyReLU costs in eager int8). Taught in 05_ptsq.
+    unfusable LeakyReLU costs in eager int8). Taught in 05_static.
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, *, leaky: bool = True) -> None:
@@ -73,7 +73,7 @@ def darknet19_fuse_groups(model: Darknet19, prefix: str = "") -> list[list[str]]
     LeakyReLU is not in the list: torch.ao's eager ``fuse_modules`` has no conv-BN-LeakyReLU
     pattern, so the activation stays a separate (quantized) op. With ``leaky=False`` the ReLU is
     added (``features.i.2``): conv-BN-ReLU fuses into one ``ConvReLU2d``. ``prefix`` is prepended to each
-    name (e.g. ``"module."`` inside a ``QuantWrapper``). Taught in 05_ptsq.
+    name (e.g. ``"module."`` inside a ``QuantWrapper``). Taught in 05_static.
     """
     if not isinstance(model, Darknet19):
         raise TypeError(f"model must be a Darknet19, got {type(model).__name__}")

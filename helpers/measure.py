@@ -6,7 +6,7 @@
   fixed and reported; quantized models are always compared with a baseline measured in the
   same run and reported as a ratio.
 
-Taught in 04_ptdq; used by every lesson that measures a model.
+Taught in 04_dynamic; used by every lesson that measures a model.
 """
 
 from __future__ import annotations

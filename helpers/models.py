@@ -2,7 +2,7 @@
 
 Run ``python -m helpers.models`` to retrain and rewrite ``data/digits_cnn.safetensors``
 (deterministic: the same seed gives the same weights and the same accuracy on this setup).
-Taught in 02_affine_vs_scale (its weights) and 05_ptsq / 06_qat (quantizing it).
+Taught in 02_affine (its weights) and 05_static / 06_qat (quantizing it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Observers and calibration: how a static quantizer picks each activation's clipping range.
 
-Taught in 05_ptsq. Every observer here maps calibration activations to a clipping range
+Taught in 05_static. Every observer here maps calibration activations to a clipping range
 ``(x_min, x_max)``; ``observer_qparams`` turns that range into ``(scale, zero_point)`` with
 ``helpers.affine.affine_qparams`` (the same float32 arithmetic as torch.ao's observers).
 
@@ -66,7 +66,7 @@ def _flat(data: torch.Tensor | Sequence[torch.Tensor], name: str = "x") -> torch
 def minmax_range(x: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipping range ``(min x, max x)`` over all calibration values (torch ``MinMaxObserver``).
 
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     lo, hi = torch.aminmax(_flat(x))
     return lo, hi
@@ -78,7 +78,7 @@ def moving_average_range(
     """Exponential moving average of per-batch extremes: ``m <- m + c (m_batch - m)``, first batch taken as is.
 
     Equals torch ``MovingAverageMinMaxObserver(averaging_constant=c)`` fed the same batches.
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     batches = _as_batches(batches)
     if not isinstance(averaging_constant, float) or not 0.0 < averaging_constant <= 1.0:
@@ -131,7 +131,7 @@ def histogram_range(
 
     Each step drops the next 1e-5 quantile of mass from the heavier tail and keeps going while the
     L2 quantization error into ``dst_nbins`` levels keeps falling (torch ``HistogramObserver``'s
-    algorithm, with all calibration data in one histogram). Taught in 05_ptsq.
+    algorithm, with all calibration data in one histogram). Taught in 05_static.
     """
     bins = check_int(bins, "bins", lo=2, hi=2**16)
     dst_nbins = check_int(dst_nbins, "dst_nbins", lo=2, hi=2**16)
@@ -181,7 +181,7 @@ def percentile_range(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipping range ``(q_{1-p}, q_p)``: the ``(100 - p)``-th and ``p``-th percentiles of the values.
 
-    ``percentile=100`` gives the min-max range. Taught in 05_ptsq.
+    ``percentile=100`` gives the min-max range. Taught in 05_static.
     """
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 50.0 < percentile <= 100.0:
         raise ValueError(f"percentile must be a number in (50, 100], got {percentile!r}")
@@ -201,7 +201,7 @@ def mse_range(
 
     ``x_hat`` is the affine fake-quantization at ``bits`` with that range. The search scores a fixed
     strided subsample of at most ``max_samples`` values (all of them when fewer); ``a = 1`` is a
-    candidate, so the result is never worse than min-max on the scored values. Taught in 05_ptsq.
+    candidate, so the result is never worse than min-max on the scored values. Taught in 05_static.
     """
     bits = check_bits(bits)
     n_grid = check_int(n_grid, "n_grid", lo=1, hi=10_000)
@@ -231,7 +231,7 @@ def kl_range(
         last kept bin; ``Q`` merges those ``i`` bins into the number of quantization levels (``2^bits`` for
         non-negative data, ``2^(bits-1)`` per side otherwise) and spreads each level's mass back over its
         non-empty bins. Cuts ``i = levels, levels + stride, ..., bins`` are scored (TensorRT tries every
-    cut: ``stride=1``). Returns ``(0, t)`` for non-negative data, else ``(-t, t)``. Taught in 05_ptsq.
+    cut: ``stride=1``). Returns ``(0, t)`` for non-negative data, else ``(-t, t)``. Taught in 05_static.
     """
     bits = check_bits(bits, lo=2, hi=12)
     bins = check_int(bins, "bins", lo=16, hi=2**16)
@@ -274,7 +274,7 @@ def batch_mode_range(
 
     The seminar's static method: calibrate N batches, compute a scale per batch and use the most
     frequent one (ties: the smaller scale). Returns the mean range of the batches with the modal
-    scale. With one batch it is min-max. Taught in 05_ptsq.
+    scale. With one batch it is min-max. Taught in 05_static.
     """
     batches = _as_batches(batches)
     bits = check_bits(bits)
@@ -296,7 +296,7 @@ def observer_range(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The clipping range of ``method`` (one of ``METHODS``) on the calibration ``batches``.
 
-    ``kwargs`` go to the method (e.g. ``percentile=99.9``). Taught in 05_ptsq.
+    ``kwargs`` go to the method (e.g. ``percentile=99.9``). Taught in 05_static.
     """
     check_choice(method, "method", METHODS)
     bits = check_bits(bits)
@@ -320,7 +320,7 @@ def observer_qparams(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scale, zero_point)`` of an affine ``bits``-bit activation code from ``method``'s clipping range.
 
-    Unsigned by default (``quint8`` activations: codes ``0..2^bits-1``). Taught in 05_ptsq.
+    Unsigned by default (``quint8`` activations: codes ``0..2^bits-1``). Taught in 05_static.
     """
     lo, hi = observer_range(method, batches, bits, **kwargs)
     return affine_qparams(lo, hi, bits, signed=signed)
@@ -344,7 +344,7 @@ def collect_activations(
     same on every CPU, while an fp32 forward depends on the conv kernel's summation order (which
     moves calibration ranges in their last bits). ``dtype=None`` runs ``model`` itself as is.
     Raises ``ValueError`` for an unknown name, an empty ``x`` and NaN/inf in an activation.
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -393,7 +393,7 @@ def collect_activations(
 def activation_stats(acts: dict[str, list[torch.Tensor]]) -> dict[str, dict[str, float]]:
     """Per layer: ``min``, ``max``, ``mean``, ``std``, ``p99.99`` and the share of exact zeros.
 
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     if not isinstance(acts, dict) or not acts:
         raise ValueError("acts must be a non-empty dict {name: [batches]} from collect_activations")
@@ -418,7 +418,7 @@ class RangeObserver(torch.ao.quantization.observer.UniformQuantizationObserverBa
 
     Lets a range chosen by any helper here drive torch's own eager ``prepare``/``convert``:
     ``RangeObserver.with_args(x_min=..., x_max=..., quant_min=0, quant_max=2**bits - 1)``.
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
 
     def __init__(

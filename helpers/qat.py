@@ -42,6 +42,8 @@ from helpers.affine import affine_qparams, qrange
 from helpers.models import as_model_dtype
 
 __all__ = [
+    "ste_view",
+    "ste_grid_view",
     "FakeQuantSTE",
     "LSQQuantize",
     "fake_quant_ste",
@@ -576,3 +578,53 @@ def ptq_model(
     qmodel = make_qat_model(model, bits, act_bits=act_bits, method="minmax", observer=observer, dtype=dtype)
     calibrate(qmodel, x_calib)
     return freeze_observers(qmodel).eval()
+
+
+_STE_X_LIM = 2.0
+
+
+def ste_view(bits: int = 3, clip: float = 1.0, n: int = 801) -> dict[str, object]:
+    """Forward staircase and STE gradient mask of a ``bits``-bit signed grid clipped at ``[-clip, clip]``.
+
+    Returns ``x`` (``n`` points on [-2, 2]), ``x_hat`` (``fake_quant_ste(x)``), ``mask`` (the
+    gradient autograd really returns: 1 where the STE passes it, 0 where the code is clipped),
+    ``scale``, ``zero_point``, ``qmin``, ``qmax``, ``bits``, ``clip`` and ``readout`` (text). Drawn
+    by ``helpers.plotting.qat.ste_figure``. Taught in 06_qat.
+    """
+    bits = check_bits(bits, lo=2, hi=8)
+    clip = check_finite_number(clip, "clip")
+    if clip <= 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    n = check_int(n, "n", lo=2)
+    qmin, qmax = qrange(bits, signed=True)
+    scale, zero_point = affine_qparams(-clip, clip, bits)
+    x = torch.linspace(-_STE_X_LIM, _STE_X_LIM, n, requires_grad=True)
+    x_hat = fake_quant_ste(x, scale, zero_point, qmin, qmax)
+    x_hat.sum().backward()
+    mask = x.grad.detach()
+    lo = (qmin - int(zero_point)) * float(scale)
+    hi = (qmax - int(zero_point)) * float(scale)
+    readout = (
+        f"bits={bits}  levels={qmax - qmin + 1}  scale={float(scale):.4g}  zero_point={int(zero_point)}\n"
+        f"grid spans [{lo:.4g}, {hi:.4g}]; gradient passes on {100 * float(mask.mean()):.1f}% of x in [-2, 2], 0 outside"
+    )
+    return {
+        "x": x.detach(),
+        "x_hat": x_hat.detach(),
+        "mask": mask,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+        "qmin": qmin,
+        "qmax": qmax,
+        "bits": bits,
+        "clip": clip,
+        "readout": readout,
+    }
+
+
+def ste_grid_view(bits_list=(2, 3, 4), clips=(0.5, 1.5)) -> list[list[dict[str, object]]]:
+    """``ste_view`` for every bit width (outer list) and clip (inner list). Taught in 06_qat."""
+    bits_list, clips = list(bits_list), list(clips)
+    if not bits_list or not clips:
+        raise ValueError("bits_list and clips must be non-empty")
+    return [[ste_view(b, c) for c in clips] for b in bits_list]

@@ -20,6 +20,7 @@ __all__ = [
     "timed",
     "pareto_front",
     "recommend",
+    "decision_view",
     "format_table",
     "packed_state_dict",
     "affine_codes",
@@ -116,6 +117,27 @@ def recommend(
     if goal == "speed":
         return max(ok, key=lambda r: (r.speedup if r.speedup is not None else 0.0, -r.size_bytes))
     return max(ok, key=lambda r: (r.quality, -r.size_bytes))
+
+
+def decision_view(
+    results: Iterable[Result], *, max_drop: float, goal: str = "size", quality_name: str = "quality"
+) -> dict:
+    """What the capstone's decision widget shows: the Pareto front, the pick for ``goal`` within ``max_drop``, a readout.
+
+    Returns ``front`` (:func:`pareto_front`), ``pick`` (:func:`recommend`, or None when no quantized
+    row keeps the quality within ``max_drop`` of fp32) and ``readout``. Taught in 08_recipes.
+    """
+    rows = _check_results(results)
+    pick = recommend(rows, max_drop=max_drop, goal=goal)
+    if pick is None:
+        readout = f"no quantized method keeps {quality_name} within {max_drop:g} of fp32"
+    else:
+        speed = "n/a" if pick.speedup is None else f"{pick.speedup:.2f}x"
+        readout = (
+            f"pick: {pick.method}  {quality_name} {pick.quality:.4f}  size {pick.size_bytes / 1e6:.2f} MB  "
+            f"speed-up {speed}"
+        )
+    return {"front": pareto_front(rows), "pick": pick, "readout": readout}
 
 
 def format_table(

@@ -1,6 +1,6 @@
 """Static quantization by hand: conv+BN folding and integer-only Linear/Conv with fixed-point requantization.
 
-Taught in 05_ptsq. What a statically quantized layer really computes (Jacob et al. 2018,
+Taught in 05_static. What a statically quantized layer really computes (Jacob et al. 2018,
 "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference"):
 
 * BN folding: ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``;
@@ -17,15 +17,17 @@ code, only where ``M * acc`` lies within rounding noise of a half-integer.
 from __future__ import annotations
 
 import copy
+import functools
 import statistics
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from helpers._validate import (
+    check_bits,
     check_choice,
     check_finite_number,
     check_float_tensor,
@@ -33,8 +35,11 @@ from helpers._validate import (
     check_positive,
     check_tensor,
 )
+from helpers.affine import affine_qparams, fake_quantize, mse, qrange
 from helpers.kernels import int8_matmul
 from helpers.measure import Timing, latency_ratio, measure_latency, serialized_size
+from helpers.models import evaluate
+from helpers.observers import METHODS, observer_range
 
 __all__ = [
     "MODELS",
@@ -55,6 +60,7 @@ __all__ = [
     "fused_digits_cnn",
     "calibrate_prepared",
     "quantize_digits_cnn",
+    "make_observer_view",
 ]
 
 REQUANT_MODES = ("fixed_point", "float")
@@ -75,7 +81,7 @@ def fold_bn(
     ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``; ``bias=None`` means ``b = 0``,
     ``bn_weight=None``/``bn_bias=None`` mean ``gamma = 1``/``beta = 0``. The operation order is
     PyTorch's (``rsqrt`` first), so the result is bit-equal to ``torch.ao.quantization.fuse_modules``.
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     check_float_tensor(weight, "weight")
     out = weight.shape[0]
@@ -104,7 +110,7 @@ def fold_bn(
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A new ``Conv2d`` equal to ``bn(conv(x))`` in eval mode (BN folded into weight and bias).
 
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
@@ -135,7 +141,7 @@ def quantize_multiplier(multiplier: float | torch.Tensor) -> tuple[torch.Tensor,
 
     ``m0`` is a 31-bit integer in ``[2^30, 2^31)`` (``M`` normalised to [0.5, 1) and scaled by
     2^31, as in Jacob et al. 2018, gemmlowp and TFLite) and ``shift >= 0`` the extra right shift.
-    Returns int64 tensors of the same shape as ``multiplier``. Taught in 05_ptsq.
+    Returns int64 tensors of the same shape as ``multiplier``. Taught in 05_static.
     """
     m = torch.as_tensor(multiplier, dtype=torch.float64)
     check_positive(m, "multiplier")
@@ -179,7 +185,7 @@ def requantize(
     ``r = 2^(30 + shift)`` makes the shift round to nearest (ties upward). ``m0``/``shift`` come from
     ``quantize_multiplier`` (scalars or one per output channel, the last dimension of ``acc``);
     ``relu=True`` clamps at ``zero_point`` (the real 0), which is how a fused ReLU costs nothing.
-    Returns uint8 or int8 codes. Taught in 05_ptsq.
+    Returns uint8 or int8 codes. Taught in 05_static.
     """
     _check_int_tensor(acc, "acc", (torch.int32, torch.int64))
     _check_int_tensor(m0, "m0", (torch.int64, torch.int32))
@@ -282,7 +288,7 @@ def int8_linear(
     ``acc = (q_x - x_zp) @ q_w.T + round(bias / (x_scale * w_scale))`` in int32 (``torch._int_mm``
     where the shape allows), then ``requantize`` with ``M = x_scale * w_scale / out_scale``.
     ``w_scale`` is one number (per-tensor) or one per output row (per-channel); weights are
-    symmetric (zero-point 0). Taught in 05_ptsq.
+    symmetric (zero-point 0). Taught in 05_static.
     """
     x_scale, x_zp, out_scale, out_zp = _check_layer_args(
         q_x, x_scale, x_zp, q_w, bias, out_scale, out_zp, out_dtype, requant, 2
@@ -314,7 +320,7 @@ def int8_conv2d(
     """Integer-only Conv2d as an int8 GEMM over unfolded patches (im2col): codes (N, C, H, W) -> (N, O, H', W').
 
     Padding inserts ``x_zp`` (the code of real 0), then every patch is a row of an int8 matrix and
-    the layer is ``int8_linear`` on it. Groups and dilation are 1. Taught in 05_ptsq.
+    the layer is ``int8_linear`` on it. Groups and dilation are 1. Taught in 05_static.
     """
     x_scale, x_zp, out_scale, out_zp = _check_layer_args(
         q_x, x_scale, x_zp, q_w, bias, out_scale, out_zp, out_dtype, requant, 4
@@ -346,7 +352,7 @@ def layer_qparams(module: nn.Module) -> dict:
     """Integer weights and qparams of a converted eager quantized Conv2d/Linear (optionally ReLU-fused).
 
     Returns ``q_w`` (int8), ``w_scale`` (float32, one per output channel or one), ``bias``,
-    ``out_scale``, ``out_zp``, ``relu`` and, for convs, ``stride``/``padding``. Taught in 05_ptsq.
+    ``out_scale``, ``out_zp``, ``relu`` and, for convs, ``stride``/``padding``. Taught in 05_static.
     """
     import torch.ao.nn.intrinsic.quantized as nniq
     import torch.ao.nn.quantized as nnq
@@ -390,7 +396,7 @@ def integer_forward(
     """Run a chain of converted eager modules on integer codes only; returns ``(q_y, y_scale, y_zp)``.
 
     Supports quantized Conv2d/Linear (ReLU-fused or not), MaxPool2d (a max of codes is the code of
-    the max), Flatten, ReLU (clamp at the zero-point) and Identity. Taught in 05_ptsq.
+    the max), Flatten, ReLU (clamp at the zero-point) and Identity. Taught in 05_static.
     """
     import torch.ao.nn.quantized as nnq
 
@@ -443,7 +449,7 @@ def fused_digits_cnn(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (a DigitsCNN) wrapped as ``QuantWrapper`` (quant -> module -> dequant), fused, eval.
 
     Fusion groups are ``DIGITS_FUSE``: each conv-bn-relu becomes one ``ConvReLU2d`` with BN folded in.
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     import copy
 
@@ -462,7 +468,7 @@ def calibrate_prepared(prepared: nn.Module, x: torch.Tensor, *, dtype: torch.dty
     The layers run in ``dtype`` (float64 by default) while the observers keep float32 statistics,
     so the ranges they record do not depend on the CPU's fp32 conv kernel (its summation order
     moves activations, and with them scales, in the last bits). The model is returned in its
-    original dtype (float32 -> float64 -> float32 is exact), ready for ``convert``. Taught in 05_ptsq.
+    original dtype (float32 -> float64 -> float32 is exact), ready for ``convert``. Taught in 05_static.
     """
     import torch.ao.quantization as tq
 
@@ -512,7 +518,7 @@ def quantize_digits_cnn(
     codes at 7 bits (0..127): x86/fbgemm kernels on CPUs without AVX-512 VNNI add u8 x s8 products
     in pairs into a saturating int16, which 8-bit codes can overflow; ``None`` (default) takes the
     engine's own choice (True for x86/fbgemm, False for qnnpack/onednn), as its default qconfig does.
-    ``per_channel`` picks per-channel or per-tensor symmetric int8 weights. Taught in 05_ptsq.
+    ``per_channel`` picks per-channel or per-tensor symmetric int8 weights. Taught in 05_static.
     """
     import torch.ao.quantization as tq
 
@@ -561,7 +567,7 @@ MODELS = ("resnet18", "mobilenet_v2", "darknet19", "darknet19_relu")
 def build_fp32(name: str) -> nn.Module:
     """An untrained fp32 model in eval mode: torchvision quantizable ResNet-18/MobileNetV2, or Darknet-19.
 
-    Taught in 05_ptsq (size and latency of real architectures; untrained weights, so no accuracy).
+    Taught in 05_static (size and latency of real architectures; untrained weights, so no accuracy).
     """
     check_choice(name, "name", MODELS)
     torch.manual_seed(0)
@@ -582,7 +588,7 @@ def eager_static_int8(model: nn.Module, calib: torch.Tensor, engine: str = "x86"
     """Eager static int8 copy of ``model``: fuse, ``get_default_qconfig(engine)``, prepare, calibrate, convert.
 
     torchvision's quantizable models fuse themselves (``fuse_model()``) and carry Quant/DeQuant stubs;
-    a ``Darknet19`` is wrapped in ``QuantWrapper`` and fused with ``darknet19_fuse_groups``. Taught in 05_ptsq.
+    a ``Darknet19`` is wrapped in ``QuantWrapper`` and fused with ``darknet19_fuse_groups``. Taught in 05_static.
     """
     import torch.ao.quantization as tq
 
@@ -614,7 +620,7 @@ def size_and_latency(fp32: nn.Module, int8: nn.Module, x: torch.Tensor, *, repea
     """Serialized sizes (bytes) and median latencies (ms, 2 threads) of ``fp32`` and ``int8`` on ``x``, and their ratios.
 
     After ``warmup`` calls each, the two models run alternately ``repeats`` times (interleaved timing).
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     repeats = check_int(repeats, "repeats", lo=1)
     warmup = check_int(warmup, "warmup", lo=0)
@@ -636,3 +642,73 @@ def size_and_latency(fp32: nn.Module, int8: nn.Module, x: torch.Tensor, *, repea
         "int8_ms": t8.median_ms,
         "speedup": latency_ratio(t32, t8),
     }
+
+
+def make_observer_view(
+    model: nn.Module,
+    acts: Mapping[str, Sequence[torch.Tensor]],
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+) -> Callable[[str, str, float, int], dict]:
+    """``observer_view(layer, method, percentile, bits) -> dict``: what lesson 05's observer widget shows.
+
+    ``acts`` are the calibration activations of every name in ``DIGITS_OBSERVED`` (from
+    ``collect_activations``). The view holds ``x`` (the layer's calibration values, flattened),
+    ``lo``/``hi`` (the observer's clipping range at ``bits``), ``scale``/``zero_point``, ``mse`` of
+    fake-quantizing ``x`` on that grid, ``clipped`` (percent of values outside the range),
+    ``accuracy`` (test accuracy with every observed activation quantized by that observer and bit
+    width, weights int8 per channel, on x86 with at most 7-bit codes), ``bits``, ``title`` and
+    ``readout``. Ranges and accuracies are cached (``observer_view.layer_range``,
+    ``observer_view.accuracy``), so returning to a setting is instant. Taught in 05_static.
+    """
+    missing = [n for n in DIGITS_OBSERVED if n not in acts]
+    if missing:
+        raise ValueError(f"acts must hold every layer of DIGITS_OBSERVED; missing {missing}")
+    flat = {n: torch.cat([b.reshape(-1) for b in acts[n]]) for n in DIGITS_OBSERVED}
+
+    @functools.lru_cache(maxsize=512)
+    def layer_range(layer: str, method: str, percentile: float, bits: int) -> tuple[float, float]:
+        kwargs = {"percentile": percentile} if method == "percentile" else {}
+        lo, hi = observer_range(method, list(acts[layer]), bits, **kwargs)
+        return float(lo), float(hi)
+
+    @functools.lru_cache(maxsize=128)
+    def accuracy(method: str, percentile: float, bits: int) -> float:
+        ranges = {n: layer_range(n, method, percentile, bits) for n in DIGITS_OBSERVED}
+        return evaluate(quantize_digits_cnn(model, ranges=ranges, act_bits=bits), x_test, y_test)
+
+    def observer_view(layer: str, method: str, percentile: float, bits: int) -> dict:
+        check_choice(layer, "layer", DIGITS_OBSERVED)
+        check_choice(method, "method", METHODS)
+        bits = check_bits(bits, lo=2, hi=8)
+        percentile = round(check_finite_number(percentile, "percentile"), 3)
+        lo, hi = layer_range(layer, method, percentile, bits)
+        x = flat[layer]
+        scale, zp = affine_qparams(lo, hi, bits, signed=False)
+        qmin, qmax = qrange(bits, signed=False)
+        err = mse(x, fake_quantize(x, scale, zp, qmin, qmax))
+        acc = accuracy(method, percentile, bits)
+        clipped = float(((x < lo) | (x > hi)).float().mean()) * 100
+        code_bits = min(bits, 7)  # quantize_digits_cnn on x86 caps codes at 7 bits (reduce_range)
+        readout = (
+            f"{layer}: {method}{f' p={percentile}' if method == 'percentile' else ''}, {bits}-bit activations\n"
+            f"range [{lo:.4g}, {hi:.4g}]  scale {float(scale):.4g}  zero_point {int(zp)}\n"
+            f"MSE {err:.3e}  clipped {clipped:.3f}%  test accuracy (all layers, x86, {code_bits}-bit codes) {acc:.2f}%"
+        )
+        return {
+            "x": x,
+            "lo": lo,
+            "hi": hi,
+            "scale": float(scale),
+            "zero_point": int(zp),
+            "mse": err,
+            "clipped": clipped,
+            "accuracy": acc,
+            "bits": bits,
+            "title": f"{layer} — {method}",
+            "readout": readout,
+        }
+
+    observer_view.layer_range = layer_range
+    observer_view.accuracy = accuracy
+    return observer_view

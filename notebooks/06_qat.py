@@ -29,9 +29,9 @@ from helpers.affine import affine_qparams, calc_qparams, qrange
 from helpers.data import load_digits_split
 from helpers.measure import serialized_size
 from helpers.models import DigitsCNN, evaluate, load_digits_cnn, seed_everything, train_digits_cnn, train_epochs
-from helpers.plotting.qat import accuracy_curves, accuracy_vs_bits, ste_grid
+from helpers.plotting.qat import accuracy_curves, accuracy_vs_bits, ste_grid_figure
 from helpers.qat import (FakeQuantSTE, LSQQuantize, calibrate, fake_quant_ste, freeze_observers,
-                         lsq_grad_scale, lsq_quantize, make_qat_model, ptq_model, qat_layers)
+                         lsq_grad_scale, lsq_quantize, make_qat_model, ptq_model, qat_layers, ste_grid_view)
 
 torch.set_num_threads(2)
 seed_everything(0)
@@ -161,7 +161,7 @@ from helpers.widgets.qat import ste_widget
 ste_widget(bits=3, clip=1.0)
 
 # %% slideshow={"slide_type": "subslide"}
-ste_grid(bits_list=(2, 3, 4), clips=(0.5, 1.5))
+ste_grid_figure(ste_grid_view(bits_list=(2, 3, 4), clips=(0.5, 1.5)))
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # A narrow clip gives a fine grid but zero gradient for most of the input; a wide clip passes every gradient but rounds coarsely.

@@ -163,7 +163,7 @@ display(Markdown(format_table(cnn_rows, "test accuracy (%)", timings=True, quali
 # %% slideshow={"slide_type": "-"}
 from helpers.language import load_minilm, load_sentences, embed, cosine_to_reference, retrieval_agreement
 from helpers.dynamic import mixed_precision, linear_names, capture_linear_inputs, outlier_ratio
-from helpers.bnb_ref import swap_linears, bnb_int8, bnb_4bit, storage_bytes
+from helpers.bnb import swap_linears, bnb_int8, bnb_4bit, storage_bytes
 from torchao.quantization import quantize_, Int8WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig
 
 fp32_lm, tok = load_minilm()
@@ -276,8 +276,8 @@ from helpers.plotting.recipes import plot_pareto
 from helpers.plotting import new_figure
 
 fig, axes = new_figure(11, 4, ncols=2)
-plot_pareto(cnn_rows, quality_name="test accuracy (%)", title="digits CNN", ax=axes[0])
-plot_pareto(lm_rows, quality_name="mean cosine to fp32", title="MiniLM", ax=axes[1])
+plot_pareto(cnn_rows, pareto_front(cnn_rows), quality_name="test accuracy (%)", title="digits CNN", ax=axes[0])
+plot_pareto(lm_rows, pareto_front(lm_rows), quality_name="mean cosine to fp32", title="MiniLM", ax=axes[1])
 fig
 
 # %% slideshow={"slide_type": "-"}
@@ -333,7 +333,7 @@ decision_widget({"digits CNN": (cnn_rows, "test accuracy (%)", 5.0), "MiniLM": (
 # %% slideshow={"slide_type": "-"}
 fig, axes = new_figure(11, 3.6, ncols=3)
 for ax, (drop, goal) in zip(axes, [(0.002, "size"), (0.01, "size"), (0.05, "size")]):
-    plot_pareto(lm_rows, quality_name="mean cosine", title=f"MiniLM, drop ≤ {drop}", ax=ax,
+    plot_pareto(lm_rows, pareto_front(lm_rows), quality_name="mean cosine", title=f"MiniLM, drop ≤ {drop}", ax=ax,
                 highlight=recommend(lm_rows, max_drop=drop, goal=goal))
 fig
 

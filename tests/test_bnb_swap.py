@@ -1,4 +1,4 @@
-"""Tests of the bitsandbytes layer-swapping helpers in helpers.bnb_ref (swap_linears, bnb_int8, bnb_4bit)."""
+"""Tests of the bitsandbytes layer-swapping helpers in helpers.bnb (swap_linears, bnb_int8, bnb_4bit)."""
 
 import copy
 import logging
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.bnb_ref import bnb_4bit, bnb_int8, llm_int8_linear, swap_linears
+from helpers.bnb import bnb_4bit, bnb_int8, llm_int8_linear, swap_linears
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
@@ -66,7 +66,7 @@ def test_bad_inputs():
 
 
 def test_llm_int8_matmul_equals_linear_with_prequantized_weights():
-    from helpers.bnb_ref import int8_vectorwise_quantize, llm_int8_matmul
+    from helpers.bnb import int8_vectorwise_quantize, llm_int8_matmul
 
     lin = _mlp()[0]
     x = torch.randn(24, 64)
@@ -87,7 +87,7 @@ def test_llm_int8_matmul_equals_linear_with_prequantized_weights():
 
 
 def test_float64_layers_compute_what_the_float32_layers_compute():
-    from helpers.bnb_ref import torch_dynamic_int8
+    from helpers.bnb import torch_dynamic_int8
 
     lin32 = _mlp()[0]
     lin64 = copy.deepcopy(lin32).double()

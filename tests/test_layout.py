@@ -40,6 +40,14 @@ LESSONS: dict[str, dict[str, frozenset[str]]] = {
         "plotting": frozenset({"METHODS", "METHOD_LABELS"}),
         "widgets": frozenset({"METHODS", "METHOD_LABELS"}),
     },
+    "dynamic": {"plotting": frozenset(), "widgets": frozenset()},
+    "static": {"plotting": frozenset(), "widgets": frozenset({"METHODS", "DIGITS_OBSERVED"})},
+    "qat": {"plotting": frozenset(), "widgets": frozenset()},
+    "bnb": {"plotting": frozenset(), "widgets": frozenset()},
+    "recipes": {"plotting": frozenset({"Result"}), "widgets": frozenset({"Result"})},
+    # allowed_group_sizes lists a dropdown's options (the divisors of a row), it quantizes nothing
+    "llm": {"plotting": frozenset(), "widgets": frozenset({"LAYER_VIEW_METHODS", "allowed_group_sizes"})},
+    "block_formats": {"plotting": frozenset(), "widgets": frozenset({"FORMATS", "BLOCK_SIZES"})},
 }
 
 #: helpers modules every plotting / widget module may import freely (shared glue, no computation).
@@ -49,7 +57,11 @@ SHARED = {
 }
 
 #: A call to a function with such a name computes what a view should have computed.
-COMPUTING_CALL = re.compile(r"quantiz|dequantiz|decode|encode|round_to_format|kmeans|^ulp$|^float_bits$", re.I)
+COMPUTING_CALL = re.compile(
+    r"quantiz|dequantiz|decode|encode|round_to_format|kmeans|^ulp$|^float_bits$"  # quantizes a tensor
+    r"|perplexity|^evaluate$|^embed$|calibrat|^train|^load_",  # runs (or loads) a model
+    re.I,
+)
 
 
 def _called_name(node: ast.Call) -> str | None:
@@ -124,3 +136,31 @@ def test_the_check_catches_computation():
     )
     problems = violations(widget, "widgets", "affine", LESSONS["affine"]["widgets"])
     assert problems == ["line 3: from helpers.plotting.nonuniform import codebook_figure"], problems
+
+
+def _lesson_keys() -> list[str]:
+    """Keys of the numbered lessons: ``notebooks/NN_<key>.ipynb`` (the start page 00 is not a lesson)."""
+    keys = []
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        number, _, key = nb.stem.partition("_")
+        if number != "00":
+            keys.append(key)
+    return keys
+
+
+def test_every_lesson_has_one_name_everywhere():
+    """Each lesson key names its library, plotting and widget modules and its tests, and is under the rule above."""
+    keys = _lesson_keys()
+    assert len(keys) >= 10, keys
+    for key in keys:
+        for path in (
+            f"helpers/{key}.py",
+            f"helpers/plotting/{key}.py",
+            f"helpers/widgets/{key}.py",
+            f"tests/test_{key}.py",
+        ):
+            assert (ROOT / path).is_file(), f"lesson {key!r} has no {path}"
+        assert key in LESSONS, f"lesson {key!r} is not checked by test_plotting_and_widget_modules_do_not_compute"
+    for bench in sorted((ROOT / "tools").glob("bench_*.py")):
+        key = bench.stem.removeprefix("bench_")
+        assert key in keys or key == "notebooks", f"{bench.name} names no lesson"

@@ -11,7 +11,7 @@ from torch import nn
 
 from helpers.affine import affine_qparams, calc_qparams, fake_quantize, fake_quantize_tensor, qrange
 from helpers.models import DigitsCNN, evaluate, load_digits_cnn, seed_everything, train_epochs
-from helpers.plotting.qat import accuracy_curves, accuracy_vs_bits, draw_ste, ste_curves, ste_grid
+from helpers.plotting.qat import accuracy_curves, accuracy_vs_bits, ste_figure, ste_grid_figure
 from helpers.qat import (
     ActQuantizer,
     LSQQuantize,
@@ -27,7 +27,9 @@ from helpers.qat import (
     make_qat_model,
     ptq_model,
     qat_layers,
+    ste_grid_view,
     ste_mask,
+    ste_view,
 )
 
 # ---------------------------------------------------------------- STE vs torch
@@ -355,12 +357,16 @@ def test_qat_training_is_deterministic():
 
 
 def test_ste_curves_mask_matches_grid():
-    c = ste_curves(2, 1.0)
+    c = ste_view(2, 1.0)
     assert set(c["mask"].unique().tolist()) == {0.0, 1.0}
     assert c["x_hat"].unique().numel() == 4
-    fig, text = draw_ste(4, 0.5)
-    assert "levels=16" in text
-    assert len(ste_grid((2, 3), (1.0,)).axes) == 4
+    # the mask is 1 exactly where x's code lands inside the grid
+    q = (c["x"] / c["scale"]).round() + c["zero_point"]
+    inside = (q >= c["qmin"]) & (q <= c["qmax"])
+    assert torch.equal(c["mask"].bool(), inside)
+    v = ste_view(4, 0.5)
+    assert "levels=16" in v["readout"] and ste_figure(v).axes
+    assert len(ste_grid_figure(ste_grid_view((2, 3), (1.0,))).axes) == 4
     assert accuracy_vs_bits([8, 2], {"PTQ": [99.0, 50.0]}, 99.3).axes
     assert accuracy_curves({"a": {"fp32": [1.0, 2.0]}}, fp32=99.0).axes
 
@@ -445,11 +451,13 @@ def test_bad_input_modules_and_models():
 
 def test_bad_input_plotting():
     with pytest.raises(ValueError, match="bits"):
-        draw_ste(1, 1.0)
+        ste_view(1, 1.0)
     with pytest.raises(ValueError, match="clip"):
-        draw_ste(3, 0.0)
+        ste_view(3, 0.0)
     with pytest.raises(ValueError, match="bits_list"):
-        ste_grid((), (1.0,))
+        ste_grid_view((), (1.0,))
+    with pytest.raises(ValueError, match="views"):
+        ste_grid_figure([])
     with pytest.raises(ValueError, match="results"):
         accuracy_vs_bits([8, 4], {"PTQ": [1.0]}, 99.0)
     with pytest.raises(ValueError, match="results"):

@@ -15,6 +15,7 @@ from helpers.recipes import (
     Result,
     affine_codes,
     codebook_codes,
+    decision_view,
     format_table,
     packed_state_dict,
     pareto_front,
@@ -116,6 +117,27 @@ def test_decision_widget_redraws():
     assert box.image.value != png and box.readout.value != text and "int4" in box.readout.value
     box.controls["max_drop"].value = 0.0
     assert "no quantized method" in box.readout.value
+
+
+def test_decision_view_and_every_control_value():
+    rows = _rows()
+    v = decision_view(rows, max_drop=2.5, goal="size", quality_name="acc")
+    assert v["pick"].method == "int4" and [r.method for r in v["front"]] == ["int4", "int8", "fp32"]
+    assert v["readout"].startswith("pick: int4  acc")
+    assert decision_view(rows, max_drop=0.0)["pick"] is None
+    with pytest.raises(ValueError, match="goal"):
+        decision_view(rows, max_drop=1.0, goal="cheapest")
+    for goal in ("size", "speed", "quality"):  # every stop of the slider (0 .. 4.0 in steps of 0.1), no drawing
+        picks = [decision_view(rows, max_drop=k * 0.1, goal=goal)["pick"] for k in range(41)]
+        assert picks[0] is None and all(p is not None for p in picks[25:])
+    box = decision_widget({"m": (rows, "acc", 4.0), "n": (rows, "acc", 4.0)})
+    for model in ("m", "n"):  # drawn: each model x goal at both ends and in the middle of the slider
+        box.controls["model"].value = model
+        for goal in ("size", "speed", "quality"):
+            box.controls["goal"].value = goal
+            for drop in (0.0, 2.5, 4.0):
+                box.controls["max_drop"].value = drop
+                assert ("pick: " in box.readout.value) == (drop > 0)
 
 
 def test_recommend_can_require_a_real_kernel():

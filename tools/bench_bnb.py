@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from helpers import bnb_ref as R
+from helpers import bnb as R
 from tools._timing import compare
 
 N = 16 * 2**20

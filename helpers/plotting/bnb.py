@@ -1,6 +1,6 @@
-"""Figures for 07_bitsandbytes: outlier features, threshold and block-size sweeps, loss curves.
+"""Figures for 07_bnb: outlier features, threshold and block-size sweeps, loss curves.
 
-Pure functions: arrays in, ``matplotlib.figure.Figure`` out. Taught in 07_bitsandbytes.
+Pure functions: arrays in, ``matplotlib.figure.Figure`` out. Taught in 07_bnb.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 import torch
 from matplotlib.figure import Figure
 
-from helpers import bnb_ref as R
 from helpers._validate import check_float_tensor
 from helpers.plotting import COLORS, new_figure
 
@@ -19,8 +18,7 @@ __all__ = [
     "plot_threshold_sweep",
     "plot_blocksize_sweep",
     "plot_loss_curves",
-    "layer_errors",
-    "draw_threshold_blocksize",
+    "threshold_blocksize_figure",
 ]
 
 
@@ -111,41 +109,12 @@ def plot_loss_curves(curves: Mapping[str, Sequence[float]], title: str = "") -> 
     return fig
 
 
-def layer_errors(
-    x: torch.Tensor, weight: torch.Tensor, threshold: float, blocksize: int
-) -> tuple[float, float, float, float]:
-    """``(rel_err_llm_int8, outlier_fraction, mse_nf4, mse_absmax8)`` of one layer at the given settings.
+def threshold_blocksize_figure(view: Mapping[str, object]) -> Figure:
+    """Feature absmax of a layer's inputs with the threshold, and its weights' per-block absmax (``helpers.bnb.threshold_blocksize_view``).
 
-    ``rel_err = ||llm_int8_linear(x, W) - x W^T|| / ||x W^T||``; the MSEs are of ``W`` quantized
-    blockwise with ``blocksize`` (NF4 and 8-bit dynamic code).
+    Taught in 07_bnb.
     """
-    check_float_tensor(x, "x")
-    check_float_tensor(weight, "weight")
-    y = x @ weight.t()
-    y_q = R.llm_int8_linear(x, weight, None, threshold)
-    rel = float((y_q - y).norm() / y.norm())
-    frac = R.outlier_columns(x, threshold).numel() / x.shape[-1]
-    packed, absmax = R.quantize_4bit(weight, blocksize, "nf4")
-    mse4 = float((R.dequantize_4bit(packed, absmax, weight.shape, blocksize, "nf4") - weight).pow(2).mean())
-    q8, a8 = R.blockwise_quantize(weight, blocksize=blocksize)
-    mse8 = float((R.blockwise_dequantize(q8, a8, blocksize=blocksize) - weight).pow(2).mean())
-    return rel, frac, mse4, mse8
-
-
-def draw_threshold_blocksize(
-    x: torch.Tensor, weight: torch.Tensor, threshold: float = 6.0, blocksize: int = 64, name: str = "layer"
-) -> tuple[Figure, str]:
-    """Widget view: feature absmax of ``x`` with the threshold, and per-block absmax of ``W`` for ``blocksize``.
-
-    Returns ``(Figure, readout)``; the readout holds the layer's LLM.int8 output error, the
-    fraction of float columns, and the NF4 / 8-bit blockwise weight MSE at this block size.
-    """
-    check_float_tensor(x, "x")
-    check_float_tensor(weight, "weight")
-    a = x.reshape(-1, x.shape[-1]).float()
-    rel, frac, mse4, mse8 = layer_errors(a, weight.float(), threshold, blocksize)
-    col = a.abs().amax(0)
-    out = col >= threshold if threshold > 0 else torch.zeros_like(col, dtype=torch.bool)
+    col, out, threshold, name = view["col_absmax"], view["outliers"], view["threshold"], view["name"]
     fig, (ax1, ax2) = new_figure(9, 3.2, ncols=2)
     column_bars(ax1, col, out)
     if threshold > 0:
@@ -154,13 +123,9 @@ def draw_threshold_blocksize(
     ax1.set_xlabel("input feature")
     ax1.set_ylabel("max |x|")
     ax1.set_title(f"{name}: {int(out.sum())} float columns (threshold {threshold:g})", fontsize=9)
-    blocks = weight.detach().float().reshape(-1, blocksize).abs().amax(1)
+    blocks = view["block_absmax"]
     ax2.hist(blocks.numpy(), bins=40, color=COLORS["quant"])
     ax2.set_xlabel("absmax of a weight block")
     ax2.set_ylabel("blocks")
-    ax2.set_title(f"{blocks.numel()} blocks of {blocksize} weights", fontsize=9)
-    text = (
-        f"{name}: LLM.int8 relative output error {rel:.3e}, float columns {100 * frac:.2f}% | "
-        f"weights at block size {blocksize}: MSE NF4 {mse4:.3e}, 8-bit dynamic {mse8:.3e}"
-    )
-    return fig, text
+    ax2.set_title(f"{blocks.numel()} blocks of {view['blocksize']} weights", fontsize=9)
+    return fig

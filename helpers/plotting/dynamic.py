@@ -1,6 +1,6 @@
 """Figures for dynamic quantization: a layer's weights/activations on the int grid, sensitivity, outliers, latency.
 
-Pure functions: tensors and numbers in, ``matplotlib.figure.Figure`` out. Taught in 04_ptdq.
+Pure functions: the views of ``helpers.dynamic`` (arrays and numbers) in, ``matplotlib.figure.Figure`` out. Taught in 04_dynamic.
 """
 
 from __future__ import annotations
@@ -8,20 +8,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
-from helpers._validate import check_choice, check_float_tensor
-from helpers.dynamic import WEIGHT_GRANULARITIES, fake_quant_layer, outlier_ratio
 from helpers.plotting import COLORS, new_figure
 
-__all__ = ["layer_view", "layer_grid", "sensitivity_plot", "outlier_histograms", "latency_plot", "short_name"]
+__all__ = ["layer_figure", "layer_grid_figure", "sensitivity_plot", "outlier_histograms", "latency_plot", "short_name"]
 
 _MAX_TICKS = 64  # draw every grid level up to this many, else every k-th one
 
 
 def short_name(name: str) -> str:
-    """``encoder.layer.3.output.dense`` -> ``L3 output.dense`` (for axis labels). Taught in 04_ptdq."""
+    """``encoder.layer.3.output.dense`` -> ``L3 output.dense`` (for axis labels). Taught in 04_dynamic."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     parts = name.split(".")
@@ -40,76 +37,45 @@ def _grid_ticks(ax, levels: np.ndarray, lo: float, hi: float) -> None:
         ax.text(0.99, 0.1, f"grid: every {step}th level", transform=ax.transAxes, ha="right", fontsize=7)
 
 
-def _check_layer(w: torch.Tensor, x: torch.Tensor) -> None:
-    check_float_tensor(w, "w")
-    check_float_tensor(x, "x")
+def layer_figure(view: Mapping[str, object]) -> Figure:
+    """Three panels for one Linear layer (``helpers.dynamic.layer_view``): weights and inputs on their int grids, output error.
 
-
-def layer_view(
-    w: torch.Tensor, x: torch.Tensor, bits: int = 8, weight_granularity: str = "channel", name: str = "layer"
-) -> tuple[Figure, str]:
-    """Three panels for one Linear layer at ``bits``: weight histogram, input histogram (both with the int grid), output error.
-
-    Weights: symmetric, per channel (the grid of the widest row is drawn) or per tensor.
-    Activations: dynamic per-tensor affine on this input. Returns ``(figure, readout text)``.
-    Taught in 04_ptdq.
+    Taught in 04_dynamic.
     """
-    _check_layer(w, x)
-    check_choice(weight_granularity, "weight_granularity", WEIGHT_GRANULARITIES)
-    res = fake_quant_layer(w, x, bits, weight_granularity)
     fig, (ax_w, ax_x, ax_e) = new_figure(9.0, 3.2, ncols=3)
-    wn = w.detach().float().flatten().numpy()
+    wn, xn = view["w"], view["x"]
     ax_w.hist(wn, bins=120, color=COLORS["x"], log=True)
-    w_scale = res["w_scale"].flatten()
-    widest = float(w_scale.max())
-    qmin_w, qmax_w = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    _grid_ticks(ax_w, np.arange(qmin_w, qmax_w + 1) * widest, float(wn.min()), float(wn.max()))
-    which = "widest row's grid" if weight_granularity == "channel" else "per-tensor grid"
+    _grid_ticks(ax_w, view["w_levels"], float(wn.min()), float(wn.max()))
+    which = "widest row's grid" if view["weight_granularity"] == "channel" else "per-tensor grid"
     ax_w.set_title(f"weights ({which})", fontsize=9)
     ax_w.set_xlabel("w")
-
-    xn = x.detach().float().flatten().numpy()
     ax_x.hist(xn, bins=160, color=COLORS["x"], log=True)
-    levels = (np.arange(res["qmin"], res["qmax"] + 1) - res["zero_point"]) * res["scale"]
-    _grid_ticks(ax_x, levels, float(xn.min()), float(xn.max()))
-    ax_x.set_title(f"inputs x (max/median |x| = {outlier_ratio(x):.0f})", fontsize=9)
+    _grid_ticks(ax_x, view["x_levels"], float(xn.min()), float(xn.max()))
+    ax_x.set_title(f"inputs x (max/median |x| = {view['outlier_ratio']:.0f})", fontsize=9)
     ax_x.set_xlabel("x")
-
-    err = (res["y_hat"] - res["y"]).flatten().numpy()
-    ax_e.hist(err, bins=120, color=COLORS["err"], log=True)
-    ax_e.set_title(f"output error, rel {res['rel_err']:.2%}", fontsize=9)
+    ax_e.hist(view["err"], bins=120, color=COLORS["err"], log=True)
+    ax_e.set_title(f"output error, rel {view['rel_err']:.2%}", fontsize=9)
     ax_e.set_xlabel("err = y_hat - y")
-    fig.suptitle(f"{short_name(name)} at {bits} bits", fontsize=10)
-    readout = (
-        f"{name}: {bits}-bit weights (per-{weight_granularity}) and {bits}-bit dynamic activations; "
-        f"activation scale {res['scale']:.4g}, zero point {res['zero_point']}; "
-        f"relative output error ||y_hat - y|| / ||y|| = {res['rel_err']:.3%}"
-    )
-    return fig, readout
+    fig.suptitle(f"{short_name(view['name'])} at {view['bits']} bits", fontsize=10)
+    return fig
 
 
-def layer_grid(layers: Mapping[str, tuple[torch.Tensor, torch.Tensor]], bits_list: Sequence[int] = (8, 6, 4)) -> Figure:
-    """Small multiples: one row per layer, one column per bit width, each the input histogram with its grid and the output error.
+def layer_grid_figure(view: Mapping[str, object]) -> Figure:
+    """Small multiples (``helpers.dynamic.layer_grid_view``): one row per layer, one column per bit width.
 
-    Taught in 04_ptdq.
+    Each panel is the layer's input histogram with its dynamic int grid, titled with the output error.
+    Taught in 04_dynamic.
     """
-    if not isinstance(layers, Mapping) or not layers:
-        raise ValueError("layers must be a non-empty mapping name -> (w, x)")
-    bits_list = list(bits_list)
-    if not bits_list:
-        raise ValueError("bits_list must hold at least one bit width")
-    nrows, ncols = len(layers), len(bits_list)
+    rows, bits_list = view["rows"], view["bits_list"]
+    nrows, ncols = len(rows), len(bits_list)
     fig, axes = new_figure(2.8 * ncols, 2.0 * nrows + 0.4, nrows=nrows, ncols=ncols, squeeze=False)
-    for r, (name, (w, x)) in enumerate(layers.items()):
-        _check_layer(w, x)
-        xn = x.detach().float().flatten().numpy()
-        for c, bits in enumerate(bits_list):
-            res = fake_quant_layer(w, x, bits, "channel")
+    for r, row in enumerate(rows):
+        xn = row["x"]
+        for c, cell in enumerate(row["cells"]):
             ax = axes[r, c]
             ax.hist(xn, bins=120, color=COLORS["x"], log=True)
-            levels = (np.arange(res["qmin"], res["qmax"] + 1) - res["zero_point"]) * res["scale"]
-            _grid_ticks(ax, levels, float(xn.min()), float(xn.max()))
-            ax.set_title(f"{short_name(name)}, {bits} bits: err {res['rel_err']:.1%}", fontsize=8)
+            _grid_ticks(ax, cell["x_levels"], float(xn.min()), float(xn.max()))
+            ax.set_title(f"{short_name(row['name'])}, {cell['bits']} bits: err {cell['rel_err']:.1%}", fontsize=8)
             ax.tick_params(labelsize=7)
     fig.suptitle("layer inputs on the dynamic int grid (green ticks) and relative output error", fontsize=9)
     return fig
@@ -118,7 +84,7 @@ def layer_grid(layers: Mapping[str, tuple[torch.Tensor, torch.Tensor]], bits_lis
 def sensitivity_plot(sensitivity: Mapping[str, float], keep_float: Sequence[str] = ()) -> Figure:
     """Bar chart of ``1 - cosine`` per layer when only that layer is quantized; layers kept float are highlighted.
 
-    Taught in 04_ptdq.
+    Taught in 04_dynamic.
     """
     if not isinstance(sensitivity, Mapping) or not sensitivity:
         raise ValueError("sensitivity must be a non-empty mapping name -> mean cosine")
@@ -135,23 +101,24 @@ def sensitivity_plot(sensitivity: Mapping[str, float], keep_float: Sequence[str]
     return fig
 
 
-def outlier_histograms(inputs: Mapping[str, torch.Tensor]) -> Figure:
-    """Histograms (log counts) of the inputs of a few layers, titled with ``max/median |x|``. Taught in 04_ptdq."""
-    if not isinstance(inputs, Mapping) or not inputs:
-        raise ValueError("inputs must be a non-empty mapping name -> input tensor")
-    fig, axes = new_figure(4.0 * len(inputs), 3.0, ncols=len(inputs), squeeze=False)
-    for ax, (name, x) in zip(axes[0], inputs.items()):
-        check_float_tensor(x, "inputs[" + repr(name) + "]")
-        xn = x.detach().float().flatten().numpy()
-        ax.hist(xn, bins=200, color=COLORS["x"], log=True)
-        ax.set_title(f"{short_name(name)}: max/median |x| = {outlier_ratio(x):.0f}", fontsize=9)
+def outlier_histograms(view: Mapping[str, Mapping[str, object]]) -> Figure:
+    """Histograms (log counts) of a few layers' inputs (``helpers.dynamic.outliers_view``), titled with ``max/median |x|``.
+
+    Taught in 04_dynamic.
+    """
+    if not isinstance(view, Mapping) or not view:
+        raise ValueError("view must be a non-empty mapping name -> {x, ratio} (helpers.dynamic.outliers_view)")
+    fig, axes = new_figure(4.0 * len(view), 3.0, ncols=len(view), squeeze=False)
+    for ax, (name, v) in zip(axes[0], view.items()):
+        ax.hist(v["x"], bins=200, color=COLORS["x"], log=True)
+        ax.set_title(f"{short_name(name)}: max/median |x| = {v['ratio']:.0f}", fontsize=9)
         ax.set_xlabel("x")
     axes[0, 0].set_ylabel("count (log)")
     return fig
 
 
 def latency_plot(batch_sizes: Sequence[int], ratios: Mapping[str, Sequence[float]]) -> Figure:
-    """Speed-up over fp32 (``fp32 median / variant median``) per batch size, one line per variant. Taught in 04_ptdq."""
+    """Speed-up over fp32 (``fp32 median / variant median``) per batch size, one line per variant. Taught in 04_dynamic."""
     batch_sizes = list(batch_sizes)
     if not batch_sizes or not isinstance(ratios, Mapping) or not ratios:
         raise ValueError("batch_sizes and ratios must be non-empty")

@@ -7,52 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from helpers._validate import check_bits, check_finite_number, check_int
-from helpers.affine import affine_qparams, qrange
+from helpers._validate import check_bits, check_finite_number
 from helpers.plotting import COLORS, new_figure
 
-__all__ = ["ste_curves", "draw_ste", "ste_grid", "accuracy_vs_bits", "accuracy_curves"]
+__all__ = ["ste_figure", "ste_grid_figure", "accuracy_vs_bits", "accuracy_curves"]
 
 _X_LIM = 2.0
-
-
-def _check_clip(clip: float) -> float:
-    clip = check_finite_number(clip, "clip")
-    if clip <= 0:
-        raise ValueError(f"clip must be > 0, got {clip}")
-    return clip
-
-
-def ste_curves(bits: int, clip: float, n: int = 801) -> dict[str, torch.Tensor | float | int]:
-    """Forward staircase and STE gradient mask of a ``bits``-bit signed grid clipped at ``[-clip, clip]``.
-
-    Returns ``x`` (on [-2, 2]), ``x_hat`` (fake-quantized), ``mask`` (1 where the STE passes the
-    gradient, 0 where the code is clipped), ``scale``, ``zero_point``, ``qmin``, ``qmax``.
-    Taught in 06_qat.
-    """
-    from helpers.qat import fake_quant_ste
-
-    bits = check_bits(bits, lo=2, hi=8)
-    clip = _check_clip(clip)
-    n = check_int(n, "n", lo=2)
-    qmin, qmax = qrange(bits, signed=True)
-    scale, zero_point = affine_qparams(-clip, clip, bits)
-    x = torch.linspace(-_X_LIM, _X_LIM, n, requires_grad=True)
-    x_hat = fake_quant_ste(x, scale, zero_point, qmin, qmax)
-    x_hat.sum().backward()
-    return {
-        "x": x.detach(),
-        "x_hat": x_hat.detach(),
-        "mask": x.grad.detach(),
-        "scale": float(scale),
-        "zero_point": int(zero_point),
-        "qmin": qmin,
-        "qmax": qmax,
-    }
 
 
 def _plot_ste(ax_fwd, ax_bwd, c: dict, title: str | None = None) -> None:
@@ -77,42 +40,27 @@ def _plot_ste(ax_fwd, ax_bwd, c: dict, title: str | None = None) -> None:
         ax_fwd.set_title(title, fontsize=10)
 
 
-def draw_ste(bits: int = 3, clip: float = 1.0) -> tuple[Figure, str]:
-    """Forward staircase above the backward STE mask for one ``bits`` / ``clip``; returns (Figure, readout).
-
-    Taught in 06_qat.
-    """
-    c = ste_curves(bits, clip)
+def ste_figure(view: Mapping[str, object]) -> Figure:
+    """Forward staircase above the backward STE mask of one ``helpers.qat.ste_view``. Taught in 06_qat."""
     fig, (ax_fwd, ax_bwd) = new_figure(7.5, 4.2, nrows=2, sharex=True, height_ratios=[2, 1])
-    _plot_ste(ax_fwd, ax_bwd, c, title=f"{bits}-bit grid clipped to [-{clip:g}, {clip:g}]")
+    _plot_ste(ax_fwd, ax_bwd, view, title=f"{view['bits']}-bit grid clipped to [-{view['clip']:g}, {view['clip']:g}]")
     ax_fwd.legend(loc="upper left", fontsize=8)
     ax_bwd.legend(loc="upper left", fontsize=8)
-    passed = float(c["mask"].mean())
-    lo = (c["qmin"] - c["zero_point"]) * c["scale"]
-    hi = (c["qmax"] - c["zero_point"]) * c["scale"]
-    readout = (
-        f"bits={bits}  levels={c['qmax'] - c['qmin'] + 1}  scale={c['scale']:.4g}  zero_point={c['zero_point']}\n"
-        f"grid spans [{lo:.4g}, {hi:.4g}]; gradient passes on {100 * passed:.1f}% of x in [-2, 2], 0 outside"
-    )
-    return fig, readout
+    return fig
 
 
-def ste_grid(bits_list: Sequence[int] = (2, 3, 4), clips: Sequence[float] = (0.5, 1.5)) -> Figure:
-    """Small multiples of ``draw_ste``: one column per bit width, a forward and a backward row per clip.
+def ste_grid_figure(views: Sequence[Sequence[Mapping[str, object]]]) -> Figure:
+    """Small multiples of STE views (``helpers.qat.ste_grid_view``): one column per bit width, a forward and a backward row per clip.
 
     Taught in 06_qat.
     """
-    bits_list = [check_bits(b, lo=2, hi=8) for b in bits_list]
-    clips = [_check_clip(c) for c in clips]
-    if not bits_list or not clips:
-        raise ValueError("bits_list and clips must be non-empty")
-    fig, axes = new_figure(
-        2.6 * len(bits_list), 2.2 * len(clips), nrows=2 * len(clips), ncols=len(bits_list), sharex=True, squeeze=False
-    )
-    for j, bits in enumerate(bits_list):
-        for i, clip in enumerate(clips):
-            c = ste_curves(bits, clip)
-            _plot_ste(axes[2 * i, j], axes[2 * i + 1, j], c, title=f"{bits} bits, clip {clip:g}")
+    if not views or not views[0]:
+        raise ValueError("views must be a non-empty grid (one list of views per bit width)")
+    ncols, nclips = len(views), len(views[0])
+    fig, axes = new_figure(2.6 * ncols, 2.2 * nclips, nrows=2 * nclips, ncols=ncols, sharex=True, squeeze=False)
+    for j, column in enumerate(views):
+        for i, v in enumerate(column):
+            _plot_ste(axes[2 * i, j], axes[2 * i + 1, j], v, title=f"{v['bits']} bits, clip {v['clip']:g}")
     return fig
 
 

@@ -1,4 +1,7 @@
-"""Plots of the capstone (08_recipes): quality vs size with the Pareto front."""
+"""Plots of the capstone (08_recipes): quality vs size with the Pareto front.
+
+Pure functions: result rows in, ``matplotlib.figure.Figure`` out. Taught in 08_recipes.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +10,30 @@ from collections.abc import Sequence
 from matplotlib.ticker import FuncFormatter
 
 from helpers.plotting import COLORS, new_figure
-from helpers.recipes import Result, pareto_front
+from helpers.recipes import Result
 
 
 def plot_pareto(
     results: Sequence[Result],
+    front: Sequence[Result],
     *,
     quality_name: str,
     title: str = "",
     highlight: Result | None = None,
     ax=None,
 ):
-    """Scatter of quality vs size (MB, log scale) with the Pareto front drawn; ``highlight`` is ringed.
+    """Scatter of quality vs size (MB, log scale) with the Pareto ``front`` drawn; ``highlight`` is ringed.
 
-    Pass ``ax`` to draw into an existing Axes (small multiples); otherwise a new Figure is made.
-    Returns the Figure.
+    ``front`` is ``helpers.recipes.pareto_front(results)`` (computed by the caller: this module only
+    draws). Pass ``ax`` to draw into an existing Axes (small multiples); otherwise a new Figure is
+    made. Returns the Figure. Taught in 08_recipes.
     """
     if not results:
         raise ValueError("results must be a non-empty list of Result rows")
     fig = None
     if ax is None:
         fig, ax = new_figure(7.5, 4.0)
-    front = pareto_front(results)
+    front = list(front)
     on_front = {(r.model, r.method) for r in front}
     for i, r in enumerate(results, start=1):
         colour = COLORS["quant"] if (r.model, r.method) in on_front else COLORS["x"]

@@ -1,6 +1,6 @@
-"""Figures of lesson 05_ptsq: activation histograms with each observer's clipping range, ablations.
+"""Figures of lesson 05_static: activation histograms with each observer's clipping range, ablations.
 
-Pure functions: tensors and numbers in, ``matplotlib.figure.Figure`` out. Taught in 05_ptsq.
+Pure functions: tensors and numbers in, ``matplotlib.figure.Figure`` out. Taught in 05_static.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def clip_ranges_figure(
     """Small multiples: each layer's activation histogram (log counts) with every observer's ``x_max`` drawn on it.
 
     ``acts`` maps layer -> activations; ``ranges`` maps layer -> {method: (x_min, x_max)}. The
-    lower ends are drawn only where the data are signed. Taught in 05_ptsq.
+    lower ends are drawn only where the data are signed. Taught in 05_static.
     """
     if not acts:
         raise ValueError("acts must be a non-empty mapping layer -> activations")
@@ -84,7 +84,7 @@ def observer_figure(
 ) -> Figure:
     """One layer: histogram of ``x`` with the clipping range shaded, the ``2^bits`` grid as ticks, clipped mass in red.
 
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     x = check_float_tensor(x, "x")
     bits = check_bits(bits, lo=2, hi=8)
@@ -115,7 +115,7 @@ def observer_grid_figure(
 ) -> Figure:
     """Small multiples of one layer: for each ``(title, x_min, x_max, bits)`` the histogram with that clip range.
 
-    The static companion of the widget (reads without a kernel). Taught in 05_ptsq.
+    The static companion of the widget (reads without a kernel). Taught in 05_static.
     """
     x = check_float_tensor(x, "x")
     if not settings:
@@ -147,7 +147,7 @@ def ablation_figure(
 ) -> Figure:
     """One bar chart per factor: ``panels`` is ``[(title, labels, values), ...]``; ``baseline`` (fp32) as a dashed line.
 
-    Taught in 05_ptsq.
+    Taught in 05_static.
     """
     if not panels:
         raise ValueError("panels must hold at least one (title, labels, values) triple")

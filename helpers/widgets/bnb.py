@@ -1,6 +1,6 @@
-"""Widget for 07_bitsandbytes: LLM.int8 threshold and block size on a real layer's inputs and weights.
+"""Widget for 07_bnb: LLM.int8 threshold and block size on a real layer's inputs and weights.
 
-Taught in 07_bitsandbytes.
+Taught in 07_bnb.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import ipywidgets as widgets
 import torch
 
 from helpers._validate import check_float_tensor
-from helpers.plotting.bnb import draw_threshold_blocksize
+from helpers.bnb import threshold_blocksize_view
+from helpers.plotting.bnb import threshold_blocksize_figure
 from helpers.widgets import panel
 
 __all__ = ["threshold_blocksize_widget"]
@@ -26,7 +27,8 @@ def threshold_blocksize_widget(
 
     ``layers`` maps a name to ``(x, weight)``: the layer's recorded inputs and its weight matrix.
     The panel shows which input columns would run in float and how the weight blocks' absmax
-    spread, with the layer's LLM.int8 error and NF4 / 8-bit blockwise weight MSE in the readout.
+    spread, with the layer's LLM.int8 error and NF4 / 8-bit blockwise weight MSE in the readout
+    (``helpers.bnb.threshold_blocksize_view``). Taught in 07_bnb.
     """
     if not isinstance(layers, Mapping) or not layers:
         raise ValueError("layers must be a non-empty mapping name -> (x, weight)")
@@ -50,6 +52,7 @@ def threshold_blocksize_widget(
 
     def draw(layer: str, threshold: float, blocksize: int):
         x, weight = layers[layer]
-        return draw_threshold_blocksize(x, weight, threshold, blocksize, name=layer)
+        view = threshold_blocksize_view(x, weight, threshold, blocksize, name=layer)
+        return threshold_blocksize_figure(view), view["readout"]
 
     return panel(draw, controls)

@@ -1,6 +1,6 @@
-"""Widget for 04_ptdq: pick a MiniLM layer and a bit width, see its weights and inputs on the int grid and its output error.
+"""Widget for 04_dynamic: pick a MiniLM layer and a bit width, see its weights and inputs on the int grid and its output error.
 
-Taught in 04_ptdq.
+Taught in 04_dynamic.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import ipywidgets as widgets
 import torch
 
 from helpers._validate import check_bits
-from helpers.plotting.dynamic import layer_view, short_name
+from helpers.dynamic import layer_view
+from helpers.plotting.dynamic import layer_figure, short_name
 from helpers.widgets import panel
 
 __all__ = ["layer_explorer"]
@@ -20,9 +21,9 @@ __all__ = ["layer_explorer"]
 def layer_explorer(
     layers: Mapping[str, tuple[torch.Tensor, torch.Tensor]], *, layer: str | None = None, bits: int = 8
 ) -> widgets.VBox:
-    """Dropdown (layer) x slider (bits 2..8) x toggle (weight scales per channel / per tensor) -> ``layer_view``.
+    """Dropdown (layer) x slider (bits 2..8) x toggle (weight scales per channel / per tensor) -> ``helpers.dynamic.layer_view`` drawn by ``layer_figure``.
 
-    ``layers`` maps a layer name to ``(weight, captured inputs)``. Taught in 04_ptdq.
+    ``layers`` maps a layer name to ``(weight, captured inputs)``. Taught in 04_dynamic.
     """
     if not isinstance(layers, Mapping) or not layers:
         raise ValueError("layers must be a non-empty mapping name -> (weight, inputs)")
@@ -39,6 +40,7 @@ def layer_explorer(
 
     def draw(name: str, bits: int, weight_granularity: str):
         w, x = layers[name]
-        return layer_view(w, x, bits, weight_granularity, name)
+        view = layer_view(w, x, bits, weight_granularity, name)
+        return layer_figure(view), view["readout"]
 
     return panel(draw, controls)

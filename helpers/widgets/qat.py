@@ -8,14 +8,15 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from helpers._validate import check_bits, check_finite_number
-from helpers.plotting.qat import draw_ste
+from helpers.plotting.qat import ste_figure
+from helpers.qat import ste_view
 from helpers.widgets import panel
 
 __all__ = ["ste_widget"]
 
 
 def ste_widget(bits: int = 3, clip: float = 1.0) -> widgets.VBox:
-    """Sliders for ``bits`` (2..8) and the clip range ``[-clip, clip]`` driving ``draw_ste``.
+    """Sliders for ``bits`` (2..8) and the clip range ``[-clip, clip]`` driving ``helpers.qat.ste_view`` drawn by ``ste_figure``.
 
     Taught in 06_qat.
     """
@@ -29,4 +30,9 @@ def ste_widget(bits: int = 3, clip: float = 1.0) -> widgets.VBox:
             value=clip, min=0.25, max=2.0, step=0.05, description="clip", continuous_update=False
         ),
     }
-    return panel(draw_ste, controls)
+
+    def draw(bits: int, clip: float):
+        view = ste_view(bits, clip)
+        return ste_figure(view), view["readout"]
+
+    return panel(draw, controls)

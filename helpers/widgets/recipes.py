@@ -7,14 +7,15 @@ from collections.abc import Mapping, Sequence
 import ipywidgets as widgets
 
 from helpers.plotting.recipes import plot_pareto
-from helpers.recipes import Result, recommend
+from helpers.recipes import Result, decision_view
 from helpers.widgets import panel
 
 
 def decision_widget(tables: Mapping[str, tuple[Sequence[Result], str, float]]) -> widgets.VBox:
     """Pick a model, an allowed quality drop and a goal; the Pareto plot rings the recommended method.
 
-    ``tables`` maps a model name to ``(results, quality_name, max_drop_limit)``.
+    ``tables`` maps a model name to ``(results, quality_name, max_drop_limit)``; the pick is
+    ``helpers.recipes.decision_view``. Taught in 08_recipes.
     """
     if not tables:
         raise ValueError("tables must map at least one model name to (results, quality_name, max_drop_limit)")
@@ -23,19 +24,15 @@ def decision_widget(tables: Mapping[str, tuple[Sequence[Result], str, float]]) -
 
     def draw(model: str, max_drop: float, goal: str):
         results, quality_name, _ = tables[model]
-        pick = recommend(results, max_drop=max_drop, goal=goal)
+        view = decision_view(results, max_drop=max_drop, goal=goal, quality_name=quality_name)
         fig = plot_pareto(
-            results, quality_name=quality_name, title=f"{model}: best for {goal}, drop ≤ {max_drop:g}", highlight=pick
+            results,
+            view["front"],
+            quality_name=quality_name,
+            title=f"{model}: best for {goal}, drop ≤ {max_drop:g}",
+            highlight=view["pick"],
         )
-        if pick is None:
-            text = f"no quantized method keeps {quality_name} within {max_drop:g} of fp32"
-        else:
-            speed = "n/a" if pick.speedup is None else f"{pick.speedup:.2f}x"
-            text = (
-                f"pick: {pick.method}  {quality_name} {pick.quality:.4f}  size {pick.size_bytes / 1e6:.2f} MB  "
-                f"speed-up {speed}"
-            )
-        return fig, text
+        return fig, view["readout"]
 
     controls = {
         "model": widgets.Dropdown(options=names, value=names[0], description="model"),

@@ -1,4 +1,4 @@
-"""The from-scratch bitsandbytes references (helpers.bnb_ref) against bitsandbytes 0.50 itself."""
+"""The from-scratch bitsandbytes references (helpers.bnb) against bitsandbytes 0.50 itself."""
 
 import bitsandbytes as bnb
 import bitsandbytes.functional as F
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from helpers import bnb_ref as R
+from helpers import bnb as R
 
 
 def _outlier_input(shape=(3, 24, 384), cols=(5, 77, 300), gain=(30.0, 12.0, 8.0), seed=0):

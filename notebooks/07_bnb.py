@@ -20,7 +20,7 @@ import torch
 import bitsandbytes as bnb
 import bitsandbytes.functional as F
 from IPython.display import Markdown, display
-from helpers import bnb_ref as R
+from helpers import bnb as R
 from helpers.language import load_minilm, load_sentences, embed
 from helpers.models import DigitsCNN, seed_everything
 from helpers.data import load_digits_split, digits_loader
@@ -202,7 +202,7 @@ assert all(e[1] < e[0] and e[2] <= e[1] for e in layer_err.values())  # equal wh
 thresholds = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0]
 a, lin = acts[worst], model64.get_submodule(worst)
 y = a @ lin.weight.T.detach()
-sweep = [P.layer_errors(a, lin.weight.detach(), t, 64)[:2] for t in thresholds]
+sweep = [R.layer_errors(a, lin.weight.detach(), t, 64)[:2] for t in thresholds]
 P.plot_threshold_sweep(thresholds, [s[0] for s in sweep], [s[1] for s in sweep], title=f"{worst}: threshold sweep")
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -404,7 +404,7 @@ fig, axes = new_figure(9, 3.0, ncols=3)
 for ax, t in zip(axes, (0.0, 3.0, 6.0)):
     col = acts[worst].abs().amax(0)
     out = col >= t if t > 0 else torch.zeros_like(col, dtype=torch.bool)
-    rel, frac, _, _ = P.layer_errors(acts[worst], model64.get_submodule(worst).weight.detach(), t, 64)
+    rel, frac, _, _ = R.layer_errors(acts[worst], model64.get_submodule(worst).weight.detach(), t, 64)
     P.column_bars(ax, col, out)
     ax.set_yscale("log")
     ax.set_title(f"threshold {t:g}: {100 * frac:.1f}% float cols\nrel. error {rel:.4f}", fontsize=9)

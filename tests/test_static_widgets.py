@@ -8,9 +8,9 @@ from matplotlib.figure import Figure
 
 from helpers.data import load_digits_split
 from helpers.models import load_digits_cnn
-from helpers.observers import collect_activations
+from helpers.observers import METHODS, collect_activations
 from helpers.plotting.static import ablation_figure, clip_ranges_figure, observer_figure
-from helpers.static import DIGITS_OBSERVED, fused_digits_cnn
+from helpers.static import DIGITS_OBSERVED, fused_digits_cnn, make_observer_view
 from helpers.widgets.static import make_observer_draw, observer_widget
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -40,13 +40,44 @@ def test_draw_caches_and_validates(setup):
     fig, text = draw("module.classifier.3", "percentile", 99.5, 8)
     assert isinstance(fig, Figure) and "p=99.5" in text
     draw("module.classifier.3", "percentile", 99.5, 8)
-    assert draw.accuracy.cache_info().hits >= 1
+    assert draw.view.accuracy.cache_info().hits >= 1
     with pytest.raises(ValueError, match="method"):
         draw("quant", "median", 99.0, 8)
     with pytest.raises(ValueError, match="layer"):
         draw("nope", "minmax", 99.0, 8)
+    with pytest.raises(ValueError, match="bits"):
+        draw("module.classifier.3", "minmax", 99.0, 9)
     with pytest.raises(ValueError, match="acts"):
         make_observer_draw(setup[0], {}, setup[2], setup[3])
+
+
+def test_observer_view_numbers(setup):
+    view = make_observer_view(*setup)
+    v = view("module.classifier.1", "minmax", 99.9, 8)
+    x = v["x"]
+    assert v["lo"] == pytest.approx(float(x.min()), abs=1e-6) and v["hi"] == pytest.approx(float(x.max()))
+    assert v["clipped"] == 0.0 and 0.0 <= v["accuracy"] <= 100.0
+    p = view("module.classifier.1", "percentile", 99.0, 8)
+    assert p["hi"] < v["hi"] and p["clipped"] > 0.0  # a percentile clips the top 1 %
+    assert view("module.classifier.1", "minmax", 99.9, 2)["mse"] > v["mse"]
+
+
+def test_widget_survives_every_control_value(setup):
+    """Each control through all of its values (layers, observers, bit widths; percentile's ends and middle)."""
+    box = observer_widget(*setup)
+    for layer in DIGITS_OBSERVED:
+        box.controls["layer"].value = layer
+        assert box.last_values["layer"] == layer and layer in box.readout.value
+    for method in METHODS:
+        box.controls["method"].value = method
+        assert f": {method}" in box.readout.value
+    box.controls["method"].value = "percentile"
+    for percentile in (99.0, 99.01, 99.5, 99.99, 100.0):
+        box.controls["percentile"].value = percentile
+        assert f"p={percentile}" in box.readout.value
+    for bits in range(2, 9):
+        box.controls["bits"].value = bits
+        assert f"{bits}-bit activations" in box.readout.value
 
 
 def test_figures():

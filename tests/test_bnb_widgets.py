@@ -1,9 +1,10 @@
-"""The 07_bitsandbytes widget and plotting functions: redraws, readouts, bad input."""
+"""The 07_bnb widget and plotting functions: redraws, readouts, bad input."""
 
 import pytest
 import torch
 from matplotlib.figure import Figure
 
+from helpers import bnb as R
 from helpers.plotting import bnb as P
 from helpers.widgets.bnb import threshold_blocksize_widget
 
@@ -28,14 +29,31 @@ def test_widget_redraws_on_threshold_blocksize_and_layer():
     assert box.last_values == {"layer": "other", "threshold": 0.0, "blocksize": 256}
 
 
+def test_widget_survives_every_control_value():
+    """Every layer, every block size, thresholds across the slider (0, a step, the outliers' values, the end)."""
+    box = threshold_blocksize_widget(_layers())
+    for layer in _layers():
+        box.controls["layer"].value = layer
+        for blocksize in (16, 32, 64, 128, 256, 512, 1024, 4096):
+            box.controls["blocksize"].value = blocksize
+            assert f"block size {blocksize}" in box.readout.value
+        for threshold in (0.0, 0.5, 6.0, 9.5, 20.0):
+            box.controls["threshold"].value = threshold
+            assert box.last_values == {"layer": layer, "threshold": threshold, "blocksize": 4096}
+
+
 def test_readout_reports_float_columns():
     x, w = _layers()["dense"]
-    _, text6 = P.draw_threshold_blocksize(x, w, 6.0, 64, name="dense")
-    _, text0 = P.draw_threshold_blocksize(x, w, 0.0, 64, name="dense")
+    v6 = R.threshold_blocksize_view(x, w, 6.0, 64, name="dense")
+    v0 = R.threshold_blocksize_view(x, w, 0.0, 64, name="dense")
+    text6, text0 = v6["readout"], v0["readout"]
+    assert int(v6["outliers"].sum()) == 2 and not v0["outliers"].any()
+    assert v6["block_absmax"].numel() == w.numel() // 64
+    assert isinstance(P.threshold_blocksize_figure(v6), Figure)
     assert "float columns 1.56%" in text6  # 2 of 128 columns
     assert "float columns 0.00%" in text0
-    rel6, frac6, *_ = P.layer_errors(x, w, 6.0, 64)
-    rel0, frac0, *_ = P.layer_errors(x, w, 0.0, 64)
+    rel6, frac6, *_ = R.layer_errors(x, w, 6.0, 64)
+    rel0, frac0, *_ = R.layer_errors(x, w, 0.0, 64)
     assert rel6 < rel0 and frac6 == 2 / 128 and frac0 == 0
 
 
@@ -56,7 +74,7 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="x"):
         threshold_blocksize_widget({"a": (torch.ones(2, 4, dtype=torch.int64), torch.randn(2, 4))})
     with pytest.raises(ValueError, match="threshold"):
-        P.draw_threshold_blocksize(*_layers()["dense"], threshold=-1.0)
+        R.threshold_blocksize_view(*_layers()["dense"], threshold=-1.0)
     with pytest.raises(ValueError, match="thresholds"):
         P.plot_threshold_sweep([0, 1], [0.1], [0.0, 0.0])
     with pytest.raises(ValueError, match="errors"):

@@ -32,18 +32,20 @@ from helpers.dynamic import (
     capture_linear_inputs,
     default_reduce_range,
     latency_sweep,
+    layer_grid_view,
     layer_sensitivity,
     linear_names,
     linear_weight_state,
     minilm_batch,
     mixed_precision,
     outlier_ratio,
+    outliers_view,
     smallest_keep_set,
     swap_linears,
 )
 from helpers.language import cosine_to_reference, embed, load_minilm, load_sentences, retrieval_agreement
 from helpers.measure import fmt_mb, serialized_size
-from helpers.plotting.dynamic import latency_plot, layer_grid, outlier_histograms, sensitivity_plot, short_name
+from helpers.plotting.dynamic import latency_plot, layer_grid_figure, outlier_histograms, sensitivity_plot, short_name
 from helpers.widgets.dynamic import layer_explorer
 from torch.ao import quantization as tq
 from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
@@ -206,7 +208,7 @@ layer_explorer(layers, layer="encoder.layer.0.output.dense", bits=8)
 
 # %% slideshow={"slide_type": "subslide"}
 pair = ["encoder.layer.0.attention.self.query", "encoder.layer.0.output.dense"]
-layer_grid({n: layers[n] for n in pair}, (8, 6, 4))
+layer_grid_figure(layer_grid_view({n: layers[n] for n in pair}, (8, 6, 4)))
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # The query layer's inputs fill the grid; the FFN output layer's inputs are a narrow spike plus a few huge values,
@@ -273,7 +275,7 @@ print(f"largest: {short_name(top)}; most sensitive: {short_name(ranked[0])}")
 assert top.endswith(".output.dense") and ranked[0].endswith(".output.dense") and "attention" not in ranked[0]
 
 # %% slideshow={"slide_type": "subslide"}
-outlier_histograms({n: inputs[n] for n in ["encoder.layer.0.attention.self.query", ranked[0]]})
+outlier_histograms(outliers_view({n: inputs[n] for n in ["encoder.layer.0.attention.self.query", ranked[0]]}))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### Mixed precision: keep the most sensitive layers in float

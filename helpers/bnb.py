@@ -1,7 +1,7 @@
 """bitsandbytes' quantizers rebuilt from scratch: blockwise 8-bit, LLM.int8(), NF4/FP4, double quantization.
 
 Every function here is a vectorized reference of what ``bitsandbytes`` 0.50 computes, checked
-against the library in ``tests/test_bnb_ref.py``:
+against the library in ``tests/test_bnb.py``:
 
 * blockwise absmax quantization onto a code table (the 256-entry *dynamic* code of 8-bit
   optimizers, or the 16-entry NF4/FP4 codes): ``q = nearest(code, x_block / absmax_block)``;
@@ -12,7 +12,7 @@ against the library in ``tests/test_bnb_ref.py``:
   the absmax constants, exact bits-per-parameter accounting and memory measured from real
   storage (parameters, buffers and quantization state).
 
-Taught in 07_bitsandbytes.
+Taught in 07_bnb.
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ import torch
 from torch import nn
 
 from helpers._validate import check_choice, check_finite_number, check_float_tensor, check_int, check_tensor
+from helpers.dynamic import Float32Island
 from helpers.kernels import int8_matmul
 
 __all__ = [
+    "layer_errors",
+    "threshold_blocksize_view",
     "dynamic_code",
     "code_4bit",
     "check_blocksize",
@@ -49,7 +52,6 @@ __all__ = [
     "storage_bytes",
     "optimizer_state_bytes",
     "Adam8bitRef",
-    "Float32Island",
     "torch_dynamic_int8",
 ]
 
@@ -70,7 +72,7 @@ def dynamic_code(signed: bool = True) -> torch.Tensor:
     ``m`` the midpoints of ``linspace(0.1, 1, 2**e + 1)`` (both signs when ``signed``), then
     ``0`` and ``1``: dense near zero, sparse near ±1 — a float format with a variable-length
     exponent. Equals ``bitsandbytes.functional.create_dynamic_map(signed)``.
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     if not isinstance(signed, bool):
         raise TypeError(f"signed must be a bool, got {type(signed).__name__}")
@@ -94,7 +96,7 @@ def code_4bit(quant_type: str = "nf4") -> torch.Tensor:
     Index ``i`` (a 4-bit code) decodes to ``code[i]``. NF4 is sorted ascending (lesson 03 derives
     it from normal quantiles); bitsandbytes' FP4 is sign + 3 bits with its own exponent layout, so
     its index order is not sorted and its smallest magnitude is 1/192 (not e2m1's 1/12).
-    Taught in 07_bitsandbytes (the tables themselves: 03_uniform_vs_nonuniform).
+    Taught in 07_bnb (the tables themselves: 03_uniform_vs_nonuniform).
     """
     check_choice(quant_type, "quant_type", ("nf4", "fp4"))
     from bitsandbytes.functional import get_4bit_type
@@ -147,7 +149,7 @@ def blockwise_quantize(
     ``absmax = max|x_block|`` and every value is replaced by the index of the nearest ``code``
     entry: ``q = argmin_i |code[i] - x / absmax|`` (uint8, shape of ``x``). An outlier only
     inflates the scale of its own block. ``code`` defaults to ``dynamic_code()``.
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_float_tensor(x, "x")
     code = dynamic_code() if code is None else _check_code(code)
@@ -166,7 +168,7 @@ def blockwise_dequantize(
 ) -> torch.Tensor:
     """``x_hat = code[q] * absmax_block`` (float32, shape of ``q``): the inverse of ``blockwise_quantize``.
 
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_tensor(q, "q")
     if q.dtype != torch.uint8:
@@ -194,7 +196,7 @@ def outlier_columns(x: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
     """Indices of the feature columns of ``x`` (..., in_features) holding any ``|x| >= threshold``.
 
     Compared in float16, as bitsandbytes does (activations are cast to fp16 before quantization).
-    ``threshold = 0`` returns no columns (no decomposition). Taught in 07_bitsandbytes.
+    ``threshold = 0`` returns no columns (no decomposition). Taught in 07_bnb.
     """
     check_float_tensor(x, "x")
     threshold = _check_threshold(threshold)
@@ -212,7 +214,7 @@ def int8_vectorwise_quantize(
     ``q = round(x_fp16 * 127 / row_absmax)`` per row. With ``threshold > 0`` the values
     ``|x| >= threshold`` are left out of each row's absmax and whole outlier columns are set to 0
     in ``q`` (they run in floating point instead). Mirrors ``bitsandbytes.functional.int8_vectorwise_quant``.
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_float_tensor(x, "x")
     if x.ndim != 2:
@@ -246,7 +248,7 @@ def llm_int8_linear(
        int8 weights (as ``Linear8bitLt(has_fp16_weights=False)`` does).
 
     ``threshold = 0`` is plain vector-wise int8. Matches ``bnb.nn.Linear8bitLt`` in eval mode.
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_float_tensor(x, "x")
     check_float_tensor(weight, "weight")
@@ -274,7 +276,7 @@ def llm_int8_matmul(
 
     ``w_q``/``w_absmax`` come from ``int8_vectorwise_quantize(weight)`` (int8 codes, one absmax
     per output row) — what ``Linear8bitLt`` stores as ``weight`` and ``SCB``.
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_float_tensor(x, "x")
     check_tensor(w_q, "w_q")
@@ -308,7 +310,7 @@ def per_tensor_int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     """Naive symmetric int8 with ONE scale for all of ``x`` and one for all of ``W`` (the baseline LLM.int8 beats).
 
     ``y = (x_q W_q^T)_int32 * (max|x| / 127) (max|W| / 127) + b``: one outlier feature in ``x``
-    sets the step for every token and feature. Taught in 07_bitsandbytes.
+    sets the step for every token and feature. Taught in 07_bnb.
     """
     check_float_tensor(x, "x")
     check_float_tensor(weight, "weight")
@@ -332,7 +334,7 @@ class Int8RefLinear(nn.Module):
 
     ``scheme``: ``"per_tensor"`` (``per_tensor_int8_linear``), ``"vectorwise"`` (LLM.int8 with
     threshold 0) or ``"llm_int8"`` (with ``threshold``). ``last_outlier_fraction`` records the
-    fraction of input columns sent to the float path by the latest call. Taught in 07_bitsandbytes.
+    fraction of input columns sent to the float path by the latest call. Taught in 07_bnb.
     """
 
     def __init__(self, linear: nn.Linear, scheme: str = "llm_int8", threshold: float = 6.0) -> None:
@@ -359,7 +361,7 @@ class Int8RefLinear(nn.Module):
 def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
     """Two 4-bit codes per byte, the first in the high nibble: ``byte = q[2i] << 4 | q[2i+1]`` (uint8, flat).
 
-    An odd count is padded with a zero code. Taught in 07_bitsandbytes.
+    An odd count is padded with a zero code. Taught in 07_bnb.
     """
     check_tensor(q, "q")
     if q.dtype != torch.uint8:
@@ -375,7 +377,7 @@ def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
 def unpack_nibbles(packed: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """The 4-bit codes of ``packed`` in order (high nibble first), the first ``n`` of them (uint8).
 
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_tensor(packed, "packed")
     if packed.dtype != torch.uint8:
@@ -393,7 +395,7 @@ def quantize_4bit(x: torch.Tensor, blocksize: int = 64, quant_type: str = "nf4")
 
     ``q = argmin_i |code[i] - x / absmax_block|`` then two codes per byte (``pack_nibbles``).
     Same layout as ``bitsandbytes.functional.quantize_4bit(..., compress_statistics=False)``.
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_float_tensor(x, "x")
     check_choice(quant_type, "quant_type", ("nf4", "fp4"))
@@ -411,7 +413,7 @@ def dequantize_4bit(
 ) -> torch.Tensor:
     """``x_hat = code[q] * absmax_block`` reshaped to ``shape`` (float32): the inverse of ``quantize_4bit``.
 
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_choice(quant_type, "quant_type", ("nf4", "fp4"))
     shape = tuple(int(s) for s in shape)
@@ -437,7 +439,7 @@ def double_quantize(absmax: torch.Tensor, blocksize2: int = 256) -> DoubleQuant:
 
     ``offset = mean(absmax)``; ``q = blockwise_quantize(absmax - offset, dynamic_code(), blocksize2)``:
     32 bits per block become 8, plus 32 bits per ``blocksize2`` blocks.
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     check_float_tensor(absmax, "absmax")
     if absmax.ndim != 1:
@@ -454,7 +456,7 @@ def double_quantize(absmax: torch.Tensor, blocksize2: int = 256) -> DoubleQuant:
 def double_dequantize(dq: DoubleQuant) -> torch.Tensor:
     """The absmax constants recovered from a ``DoubleQuant``: ``code[q] * absmax2 + offset`` (float32).
 
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     if not isinstance(dq, DoubleQuant):
         raise TypeError(f"dq must be a DoubleQuant, got {type(dq).__name__}")
@@ -473,7 +475,7 @@ def bits_per_param_4bit(
     ``4 + 8/blocksize + 32 ceil(blocks/blocksize2)/numel + 32/numel`` (8-bit constants, their
     float32 absmax, the float32 offset). ``tables=True`` adds the code tables a layer stores
     (16 float32 for NF4/FP4, plus 256 float32 for the dynamic code with double quantization).
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     numel = check_int(numel, "numel", lo=1)
     blocksize = check_blocksize(blocksize, numel)
@@ -511,7 +513,7 @@ def storage_bytes(model: nn.Module, *, include_tables: bool = True) -> int:
     once, plus ``Params4bit.quant_state`` (absmax, nested absmax, offset, code tables) and
     ``Linear8bitLt``'s row scales ``SCB`` — the tensors ``numel()``-based counts miss.
     ``include_tables=False`` leaves out the code tables (per-layer constants of 16 or 256 floats).
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -547,7 +549,7 @@ def storage_bytes(model: nn.Module, *, include_tables: bool = True) -> int:
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of every tensor in ``optimizer.state`` (moments, 8-bit codes, absmax, shared code tables once).
 
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -580,7 +582,7 @@ class Adam8bitRef(torch.optim.Optimizer):
     and quantizes them again (nearest code). Smaller tensors keep two plain moments. bitsandbytes'
     CPU step does the same in float32 (with an approximate nearest-code search); here the update
     runs in the parameters' dtype, so with float64 parameters a training run is the same on every
-    CPU — the only rounding that matters is the 8-bit code's. Taught in 07_bitsandbytes.
+    CPU — the only rounding that matters is the 8-bit code's. Taught in 07_bnb.
     """
 
     def __init__(
@@ -667,7 +669,7 @@ def swap_linears(model: nn.Module, factory: Any) -> nn.Module:
     """A deep copy of ``model`` with every ``nn.Linear`` replaced by ``factory(linear)``.
 
     The new modules keep whatever mode ``factory`` leaves them in (a freshly built module is in
-    training mode — call ``.eval()`` on the result). Taught in 07_bitsandbytes.
+    training mode — call ``.eval()`` on the result). Taught in 07_bnb.
     """
     import copy
 
@@ -684,30 +686,12 @@ def swap_linears(model: nn.Module, factory: Any) -> nn.Module:
     return new
 
 
-class Float32Island(nn.Module):
-    """``inner`` fed the float32 cast of its input, its output cast back to the input's dtype.
-
-    A layer whose kernel takes float32 only (torch.ao's dynamic int8 Linear) inside a model whose
-    float parts run in float64: it computes exactly what it computes in a float32 model.
-    Taught in 07_bitsandbytes.
-    """
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        if not isinstance(inner, nn.Module):
-            raise TypeError(f"inner must be an nn.Module, got {type(inner).__name__}")
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.float()).to(x.dtype)
-
-
 def torch_dynamic_int8(linear: nn.Linear) -> nn.Module:
     """torch.ao's dynamic int8 Linear for ``linear`` — the module ``quantize_dynamic(..., dtype=torch.qint8)`` inserts.
 
     Per-tensor uint8 activations (quantized at run time), per-tensor int8 weights, on the current
     ``torch.backends.quantized.engine``; built from the float32 cast of ``linear`` and wrapped in
-    ``Float32Island`` so that it also runs inside a float64 model. Taught in 07_bitsandbytes.
+    ``Float32Island`` so that it also runs inside a float64 model. Taught in 07_bnb.
     """
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
@@ -723,7 +707,7 @@ def bnb_int8(linear: nn.Linear, threshold: float = 6.0) -> nn.Module:
     A float64 ``linear`` works too: the layer stores float32 parameters (quantized to int8 from
     their float16 cast), and in eval mode a float64 input is cast to float16 for quantization,
     accumulated in int32 and returned in float64, its outlier columns computed in float64 —
-    exactly what ``llm_int8_linear`` computes for the same input. Taught in 07_bitsandbytes.
+    exactly what ``llm_int8_linear`` computes for the same input. Taught in 07_bnb.
     """
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
@@ -755,7 +739,7 @@ def bnb_4bit(
     float32 cast and computes in float32 unless ``compute_dtype`` says otherwise: bitsandbytes
     quantizes 16/32-bit floats only, and its CPU 4-bit dequantization returns wrong numbers for a
     float64 compute dtype (0.50). The layer takes float64 inputs and returns float64 outputs.
-    Taught in 07_bitsandbytes.
+    Taught in 07_bnb.
     """
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
@@ -791,3 +775,63 @@ def bnb_4bit(
     if portable:
         m.support_avx512bf16_for_cpu = False
     return m
+
+
+def layer_errors(
+    x: torch.Tensor, weight: torch.Tensor, threshold: float, blocksize: int
+) -> tuple[float, float, float, float]:
+    """``(rel_err_llm_int8, outlier_fraction, mse_nf4, mse_absmax8)`` of one layer at the given settings.
+
+    ``rel_err = ||llm_int8_linear(x, W) - x W^T|| / ||x W^T||``; ``outlier_fraction`` is the share
+    of input columns LLM.int8 keeps in float; the MSEs are of ``W`` quantized blockwise with
+    ``blocksize`` (NF4 and the 8-bit dynamic code). Taught in 07_bnb.
+    """
+    check_float_tensor(x, "x")
+    check_float_tensor(weight, "weight")
+    y = x @ weight.t()
+    y_q = llm_int8_linear(x, weight, None, threshold)
+    rel = float((y_q - y).norm() / y.norm())
+    frac = outlier_columns(x, threshold).numel() / x.shape[-1]
+    packed, absmax = quantize_4bit(weight, blocksize, "nf4")
+    mse4 = float((dequantize_4bit(packed, absmax, weight.shape, blocksize, "nf4") - weight).pow(2).mean())
+    q8, a8 = blockwise_quantize(weight, blocksize=blocksize)
+    mse8 = float((blockwise_dequantize(q8, a8, blocksize=blocksize) - weight).pow(2).mean())
+    return rel, frac, mse4, mse8
+
+
+def threshold_blocksize_view(
+    x: torch.Tensor, weight: torch.Tensor, threshold: float = 6.0, blocksize: int = 64, name: str = "layer"
+) -> dict[str, object]:
+    """What lesson 07's widget shows for one layer: input feature absmax vs the threshold, weight blocks' absmax.
+
+    Returns ``col_absmax`` (max |x| per input feature), ``outliers`` (the features LLM.int8 keeps
+    in float: absmax >= threshold, none at threshold 0), ``block_absmax`` (one per block of
+    ``blocksize`` weights), the :func:`layer_errors` numbers (``rel_err``, ``float_fraction``,
+    ``mse_nf4``, ``mse_8bit``), ``threshold``, ``blocksize``, ``name`` and ``readout``. Drawn by
+    ``helpers.plotting.bnb.threshold_blocksize_figure``. Taught in 07_bnb.
+    """
+    check_float_tensor(x, "x")
+    check_float_tensor(weight, "weight")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    a = x.reshape(-1, x.shape[-1]).float()
+    rel, frac, mse4, mse8 = layer_errors(a, weight.float(), threshold, blocksize)
+    col = a.abs().amax(0)
+    out = col >= threshold if threshold > 0 else torch.zeros_like(col, dtype=torch.bool)
+    readout = (
+        f"{name}: LLM.int8 relative output error {rel:.3e}, float columns {100 * frac:.2f}% | "
+        f"weights at block size {blocksize}: MSE NF4 {mse4:.3e}, 8-bit dynamic {mse8:.3e}"
+    )
+    return {
+        "col_absmax": col,
+        "outliers": out,
+        "block_absmax": weight.detach().float().reshape(-1, blocksize).abs().amax(1),
+        "rel_err": rel,
+        "float_fraction": frac,
+        "mse_nf4": mse4,
+        "mse_8bit": mse8,
+        "threshold": float(threshold),
+        "blocksize": blocksize,
+        "name": name,
+        "readout": readout,
+    }

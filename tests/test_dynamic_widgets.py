@@ -4,10 +4,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from helpers.dynamic import layer_grid_view, layer_view, outliers_view
 from helpers.plotting.dynamic import (
     latency_plot,
-    layer_grid,
-    layer_view,
+    layer_figure,
+    layer_grid_figure,
     outlier_histograms,
     sensitivity_plot,
     short_name,
@@ -35,33 +36,48 @@ def test_short_name():
 
 def test_layer_view_figure_and_readout():
     w, x = _layers()["encoder.layer.0.output.dense"]
-    fig, text = layer_view(w, x, 8, "channel", "encoder.layer.0.output.dense")
+    view = layer_view(w, x, 8, "channel", "encoder.layer.0.output.dense")
+    fig = layer_figure(view)
     assert isinstance(fig, Figure) and len(fig.axes) == 3
-    assert "relative output error" in text
-    _, text4 = layer_view(w, x, 4, "tensor", "encoder.layer.0.output.dense")
-    assert text4 != text
+    assert "relative output error" in view["readout"]
+    assert view["x_levels"].size == 256 and view["w_levels"].size == 256
+    assert view["w_levels"].max() == pytest.approx(127 * float(view["w_scale"].max()))
+    assert view["outlier_ratio"] > 20  # the planted outlier feature
+    view4 = layer_view(w, x, 4, "tensor", "encoder.layer.0.output.dense")
+    assert view4["readout"] != view["readout"] and view4["rel_err"] > view["rel_err"]
+    assert view4["x_levels"].size == 16
     with pytest.raises(ValueError, match="weight_granularity"):
         layer_view(w, x, 8, "group")
     with pytest.raises(ValueError, match="bits"):
         layer_view(w, x, 1)
     with pytest.raises(TypeError, match="w must be a floating-point"):
         layer_view(w.int(), x)
+    with pytest.raises(TypeError, match="name"):
+        layer_view(w, x, 8, "channel", 3)
 
 
 def test_other_figures():
     layers = _layers()
-    assert isinstance(layer_grid(layers, (8, 4)), Figure)
+    grid = layer_grid_view(layers, (8, 4))
+    assert [c["bits"] for c in grid["rows"][0]["cells"]] == [8, 4]
+    assert isinstance(layer_grid_figure(grid), Figure)
     sens = {"encoder.layer.0.output.dense": 0.98, "encoder.layer.0.attention.self.query": 0.9999}
     assert isinstance(sensitivity_plot(sens, ["encoder.layer.0.output.dense"]), Figure)
-    assert isinstance(outlier_histograms({n: x for n, (_, x) in layers.items()}), Figure)
+    outliers = outliers_view({n: x for n, (_, x) in layers.items()})
+    assert outliers["encoder.layer.0.output.dense"]["ratio"] > outliers["encoder.layer.0.attention.self.query"]["ratio"]
+    assert isinstance(outlier_histograms(outliers), Figure)
     assert isinstance(latency_plot([1, 8], {"classic": [1.2, 1.5]}), Figure)
     with pytest.raises(ValueError, match="layers"):
-        layer_grid({})
+        layer_grid_view({})
     with pytest.raises(ValueError, match="bits_list"):
-        layer_grid(layers, [])
+        layer_grid_view(layers, [])
     with pytest.raises(ValueError, match="sensitivity"):
         sensitivity_plot({})
     with pytest.raises(ValueError, match="inputs"):
+        outliers_view({})
+    with pytest.raises(TypeError, match="inputs"):
+        outliers_view({"a": torch.ones(3, dtype=torch.int32)})
+    with pytest.raises(ValueError, match="view"):
         outlier_histograms({})
     with pytest.raises(ValueError, match="ratios\\['classic'\\]"):
         latency_plot([1, 8], {"classic": [1.2]})
@@ -80,6 +96,30 @@ def test_layer_explorer_redraws(control, value):
     assert box.image.value != image
     assert box.readout.value != readout
     assert box.last_values[control] == value
+
+
+def test_layer_explorer_survives_every_control_value():
+    """Every layer x granularity x bit width computes a view; the widget redraws at the bit widths' ends."""
+    layers = _layers()
+    readouts = {
+        layer_view(*layers[name], bits, gran, name)["readout"]
+        for name in layers
+        for gran in ("channel", "tensor")
+        for bits in range(2, 9)
+    }
+    assert len(readouts) == 2 * 2 * 7
+    box = layer_explorer(layers)
+    seen = {box.image.value}
+    for name in layers:
+        box.controls["name"].value = name
+        for gran in ("channel", "tensor"):
+            box.controls["weight_granularity"].value = gran
+            for bits in (2, 8):
+                box.controls["bits"].value = bits
+                assert box.last_values == {"name": name, "bits": bits, "weight_granularity": gran}
+                assert box.readout.value.count(name) == 1
+                seen.add(box.image.value)
+    assert len(seen) == 2 * 2 * 2
 
 
 def test_layer_explorer_bad_input():
