@@ -23,7 +23,7 @@ lab: install
 
 # The fast tier: unit, property, cross-check, bad-input, widget and lint tests; no notebooks, no browser.
 test-fast: install
-	$(PYTHON) -m pytest tests -o addopts="" -p no:cacheprovider -m "not browser and not portability" --ignore=tests/browser -n 2 -q
+	$(PYTHON) -m pytest tests -o addopts="" -p no:cacheprovider -m "not browser and not portability and not platforms" --ignore=tests/browser -n 2 -q
 
 # Refresh each notebook's text source (notebooks/NN_key.py) from the executed notebook.
 sync:

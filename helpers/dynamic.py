@@ -598,6 +598,13 @@ def fake_quant_layer(
     }
 
 
+def _ratio_or_inf(x: torch.Tensor) -> float:
+    """:func:`outlier_ratio`, or ``inf`` when half the values are 0 (post-ReLU inputs): a view must not fail on them."""
+    a = x.detach().abs().float().flatten()
+    median = float(a.median())
+    return float(a.max()) / median if median > 0 else float("inf")
+
+
 def _levels(qmin: int, qmax: int, zero_point: int, scale: float) -> np.ndarray:
     return (np.arange(qmin, qmax + 1) - zero_point) * scale
 
@@ -609,7 +616,8 @@ def layer_view(
 
     Adds ``w`` and ``x`` (float32, flattened numpy), ``w_levels`` (the widest row's grid when
     per channel, the tensor's grid when per tensor), ``x_levels`` (the dynamic activation grid),
-    ``err`` (flattened ``y_hat - y``), ``outlier_ratio`` of ``x``, ``bits``, ``weight_granularity``,
+    ``err`` (flattened ``y_hat - y``), ``outlier_ratio`` of ``x`` (``inf`` when its median is 0, as
+    after a ReLU), ``bits``, ``weight_granularity``,
     ``name`` and ``readout`` (text). Drawn by ``helpers.plotting.dynamic.layer_figure``. Taught in 04_dynamic.
     """
     if not isinstance(name, str):
@@ -628,7 +636,7 @@ def layer_view(
         "w_levels": _levels(wq_min, wq_max, 0, float(res["w_scale"].max())),
         "x_levels": _levels(res["qmin"], res["qmax"], res["zero_point"], res["scale"]),
         "err": (res["y_hat"] - res["y"]).flatten().numpy(),
-        "outlier_ratio": outlier_ratio(x),
+        "outlier_ratio": _ratio_or_inf(x),
         "bits": bits,
         "weight_granularity": weight_granularity,
         "name": name,
@@ -677,7 +685,7 @@ def outliers_view(inputs: Mapping[str, torch.Tensor]) -> dict[str, dict[str, obj
     out = {}
     for name, x in inputs.items():
         check_float_tensor(x, "inputs[" + repr(name) + "]")
-        out[name] = {"x": x.detach().float().flatten().numpy(), "ratio": outlier_ratio(x)}
+        out[name] = {"x": x.detach().float().flatten().numpy(), "ratio": _ratio_or_inf(x)}
     return out
 
 

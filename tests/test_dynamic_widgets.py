@@ -122,6 +122,19 @@ def test_layer_explorer_survives_every_control_value():
     assert len(seen) == 2 * 2 * 2
 
 
+def test_views_take_post_relu_inputs():
+    """Half the inputs exactly 0 (median |x| = 0): the ratio is inf, nothing raises."""
+    w, x = _layers()["encoder.layer.0.attention.self.query"]
+    relu = x.clamp(min=0)
+    relu[: relu.shape[0] // 2 + 1] = 0
+    v = layer_view(w, relu, 4, "channel", "post-relu")
+    assert v["outlier_ratio"] == float("inf") and isinstance(layer_figure(v), Figure)
+    assert outliers_view({"post-relu": relu})["post-relu"]["ratio"] == float("inf")
+    box = layer_explorer({"post-relu": (w, relu)})
+    box.controls["bits"].value = 2
+    assert box.last_error is None
+
+
 def test_layer_explorer_bad_input():
     with pytest.raises(ValueError, match="layers"):
         layer_explorer({})

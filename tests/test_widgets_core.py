@@ -50,3 +50,33 @@ def test_saved_panel_text_tells_the_learner_to_run_the_cell():
     bundle = box._repr_mimebundle_()
     assert bundle["text/plain"] == SAVED_TEXT and "run this cell" in SAVED_TEXT
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_panel_shows_a_setting_the_data_cannot_take_instead_of_a_traceback():
+    def draw(bits: int):
+        if bits > 3:
+            raise ValueError(f"bits must be at most 3 for these data, got {bits}")
+        return _draw(bits, "ok")
+
+    slider = widgets.IntSlider(value=2, min=1, max=5, description="bits")
+    box = panel(draw, {"bits": slider})
+    slider.value = 5
+    assert box.last_error == "bits must be at most 3 for these data, got 5"
+    assert "cannot be drawn" in box.readout.value and "at most 3" in box.readout.value
+    assert bytes(box.image.value).startswith(b"\x89PNG") and box.redraws == 2
+    slider.value = 3
+    assert box.last_error is None and "levels = 8" in box.readout.value
+    with pytest.raises(ValueError, match="at most 3"):  # the builder's own settings still raise
+        panel(draw, {"bits": widgets.IntSlider(value=4, min=1, max=5)})
+    with pytest.raises(RuntimeError):  # only ValueError (a named bad setting) is shown; bugs still raise
+
+        def broken(bits: int):
+            raise RuntimeError("bug")
+
+        box2 = panel(lambda bits: _draw(bits, "x") if bits < 3 else broken(bits), {"bits": widgets.IntSlider(2)})
+        box2.controls["bits"].value = 4
+
+
+def test_panel_readout_is_escaped():
+    box = panel(lambda bits: _draw(bits, "x")[:1] + ("a < b & c",), {"bits": widgets.IntSlider(2)})
+    assert "a &lt; b &amp; c" in box.readout.value

@@ -15,12 +15,14 @@ One module per lesson holds that lesson's builders (``float_bits``, ``affine``, 
 
 from __future__ import annotations
 
+import html
+import textwrap
 from collections.abc import Callable, Mapping
 
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-from helpers.plotting import fig_to_png
+from helpers.plotting import fig_to_png, new_figure
 
 __all__ = ["Panel", "panel", "SAVED_TEXT"]
 
@@ -34,6 +36,13 @@ class Panel(widgets.VBox):
         return SAVED_TEXT
 
 
+def _message_figure(text: str) -> Figure:
+    fig, ax = new_figure(6.0, 1.2)
+    ax.axis("off")
+    ax.text(0.01, 0.5, "\n".join(textwrap.wrap(text, 90)), va="center", fontsize=9, color="#b00020")
+    return fig
+
+
 def panel(
     draw: Callable[..., tuple[Figure, str]],
     controls: Mapping[str, widgets.ValueWidget],
@@ -43,7 +52,11 @@ def panel(
     """A VBox of ``controls`` above an Image and a readout, redrawn by ``draw(**values)`` on every change.
 
     The returned box carries ``.controls`` (the dict), ``.image`` (``ipywidgets.Image``),
-    ``.readout`` (``ipywidgets.HTML``), ``.redraws`` (a counter) and ``.last_values``.
+    ``.readout`` (``ipywidgets.HTML``), ``.redraws`` (a counter), ``.last_values`` and
+    ``.last_error``. A setting the data cannot take (``draw`` raises ``ValueError``, whose message
+    names the argument and the allowed values) shows that message in the picture and the readout
+    instead of a traceback, and ``.last_error`` holds it (None after a good redraw). The first
+    draw, with the builder's own settings, raises as usual.
     """
     if not callable(draw):
         raise TypeError(f"draw must be callable, got {type(draw).__name__}")
@@ -62,12 +75,21 @@ def panel(
     box.readout = readout
     box.redraws = 0
     box.last_values = {}
+    box.last_error = None
 
     def redraw(_change=None) -> None:
         values = {name: control.value for name, control in box.controls.items()}
-        fig, text = draw(**values)
+        try:
+            fig, text = draw(**values)
+            box.last_error = None
+        except ValueError as err:
+            if _change is None:
+                raise
+            box.last_error = str(err)
+            text = f"This setting cannot be drawn for these data: {err}"
+            fig = _message_figure(text)
         image.value = fig_to_png(fig)
-        readout.value = f"<pre style='margin:0'>{text}</pre>"
+        readout.value = f"<pre style='margin:0'>{html.escape(text)}</pre>"
         box.redraws += 1
         box.last_values = values
 
