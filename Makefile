@@ -17,9 +17,11 @@ install-browser:
 	@if [ -f slides/package.json ] && ! [ slides/node_modules/.package-lock.json -nt slides/package-lock.json ]; then \
 		npm ci --prefix slides --no-audit --no-fund --loglevel=error; fi
 
-# Opens on the start page; the course's lab settings (no news pop-up, no update check) come from lab-settings/.
+# Opens on the start page, and the URLs it prints lead there too (for when no browser opens: headless, or as root);
+# the course's lab settings (no news pop-up, no update check) come from lab-settings/.
 lab: install
-	cd notebooks && JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/lab-settings $(PYTHON) -m jupyter lab $(LAB_ROOT) 00_start_here.ipynb
+	cd notebooks && JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/lab-settings $(PYTHON) -m jupyter lab $(LAB_ROOT) \
+		--LabApp.default_url=/lab/tree/00_start_here.ipynb 00_start_here.ipynb
 
 # The fast tier: unit, property, cross-check, bad-input, widget and lint tests; no notebooks, no browser.
 test-fast: install
