@@ -8,9 +8,17 @@ LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: install install-browser lab test test-fast sync bench slides html retrain
 
-install:
+# pip runs again only when a requirements file changed since the last install into this environment
+# (a stamp inside the environment: each venv keeps its own); `make -B install` forces it.
+STAMP := $(shell $(PYTHON) -c "import sys; print(sys.prefix)")/.quantization-course-installed
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	@echo "Installing the course's pinned packages (the first time: about 7 GB, several quiet minutes)..."
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps -r requirements-nodeps.txt
+	@touch $@ 2>/dev/null || true
 
 install-browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
