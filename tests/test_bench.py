@@ -4,7 +4,16 @@ import json
 
 import pytest
 
-from tools.bench import DEFAULT_JSON, README, available_sections, main, readme_results_block, render_results
+from tools.bench import (
+    DEFAULT_JSON,
+    README,
+    RESULTS_PAGE,
+    available_sections,
+    main,
+    readme_results_block,
+    render_results,
+    render_results_page,
+)
 
 
 def test_sections_are_discovered():
@@ -18,6 +27,10 @@ def test_readme_results_are_generated_from_the_saved_json():
     assert block == render_results(report), (
         "README Results differ from bench/results.json: run python -m tools.bench --readme"
     )
+    assert RESULTS_PAGE.read_text(encoding="utf-8") == render_results_page(report) + "\n", (
+        "bench/RESULTS.md differs from bench/results.json: run python -m tools.bench --readme"
+    )
+    assert len(block.splitlines()) <= 12, "README keeps the key figures only; the full tables live in bench/RESULTS.md"
 
 
 def test_saved_json_has_every_figure_the_course_reports():
