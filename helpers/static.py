@@ -503,7 +503,7 @@ def quantize_digits_cnn(
     *,
     calib: torch.Tensor | None = None,
     ranges: dict[str, tuple[float, float]] | None = None,
-    engine: str = "x86",
+    engine: str | None = None,
     per_channel: bool = True,
     act_bits: int = 8,
     reduce_range: bool | None = None,
@@ -512,7 +512,8 @@ def quantize_digits_cnn(
 
     With ``calib`` the engine's default qconfig observes the calibration images, the forward run in
     float64 (``calibrate_prepared``: the same ranges on every CPU); ``engine`` also selects the
-    kernels (qconfig and engine come from the same string). With ``ranges``
+    kernels (qconfig and engine come from the same string); ``None`` takes the current
+    ``torch.backends.quantized.engine`` (``x86`` on an x86 build, ``qnnpack`` on ARM). With ``ranges``
     (``{name in DIGITS_OBSERVED: (x_min, x_max)}``, e.g. from ``helpers.observers``) every activation
     uses a ``RangeObserver`` with ``act_bits``-bit unsigned codes. ``reduce_range`` caps activation
     codes at 7 bits (0..127): x86/fbgemm kernels on CPUs without AVX-512 VNNI add u8 x s8 products
@@ -524,7 +525,8 @@ def quantize_digits_cnn(
 
     from helpers.observers import RangeObserver
 
-    check_choice(engine, "engine", tuple(torch.backends.quantized.supported_engines))
+    engine = torch.backends.quantized.engine if engine is None else engine
+    check_choice(engine, "engine", tuple(e for e in torch.backends.quantized.supported_engines if e != "none"))
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
     if reduce_range is not None and not isinstance(reduce_range, bool):
@@ -584,9 +586,11 @@ def build_fp32(name: str) -> nn.Module:
     return Darknet19(leaky=name == "darknet19").eval()
 
 
-def eager_static_int8(model: nn.Module, calib: torch.Tensor, engine: str = "x86") -> nn.Module:
+def eager_static_int8(model: nn.Module, calib: torch.Tensor, engine: str | None = None) -> nn.Module:
     """Eager static int8 copy of ``model``: fuse, ``get_default_qconfig(engine)``, prepare, calibrate, convert.
 
+    ``engine=None`` takes the current ``torch.backends.quantized.engine`` (``x86`` on an x86 build,
+    ``qnnpack`` on ARM).
     torchvision's quantizable models fuse themselves (``fuse_model()``) and carry Quant/DeQuant stubs;
     a ``Darknet19`` is wrapped in ``QuantWrapper`` and fused with ``darknet19_fuse_groups``. Taught in 05_static.
     """
@@ -594,7 +598,8 @@ def eager_static_int8(model: nn.Module, calib: torch.Tensor, engine: str = "x86"
 
     from helpers.darknet import Darknet19, darknet19_fuse_groups
 
-    check_choice(engine, "engine", tuple(torch.backends.quantized.supported_engines))
+    engine = torch.backends.quantized.engine if engine is None else engine
+    check_choice(engine, "engine", tuple(e for e in torch.backends.quantized.supported_engines if e != "none"))
     if not isinstance(calib, torch.Tensor) or calib.ndim != 4 or len(calib) == 0:
         raise ValueError("calib must be a non-empty (N, C, H, W) float tensor of calibration images")
     torch.backends.quantized.engine = engine

@@ -122,7 +122,10 @@ fig
 
 # %% slideshow={"slide_type": "subslide"}
 print("supported engines:", torch.backends.quantized.supported_engines)
-engine = "x86"
+engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "qnnpack"   # an ARM build has qnnpack only
+if engine != "x86":
+    print("This platform has no x86 engine (an ARM laptop): the lesson runs on qnnpack, whose activations use all "
+          "8 bits; its numbers differ from the printed ones, and cells that need the x86/fbgemm kernels say so.")
 torch.backends.quantized.engine = engine
 qconfig = tq.get_default_qconfig(engine)
 print(qconfig.activation.p.func.__name__, qconfig.activation.p.keywords)
@@ -288,7 +291,7 @@ p = layer_qparams(lin)
 x_scale = float(qmodel.module.features[7].scale)      # its input: the last conv block's output (after pool, flatten)
 M = x_scale * p["w_scale"][:3].double() / p["out_scale"]
 m0, shift = quantize_multiplier(M)
-for i in range(3):
+for i in range(len(M)):   # per-channel weights: one M per output channel (qnnpack's default is per-tensor: one)
     print(f"channel {i}: M = {float(M[i]):.8f} ~= {int(m0[i])} * 2^-(31+{int(shift[i])}) = {int(m0[i]) * 2.0 ** -(31 + int(shift[i])):.8f}")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -346,16 +349,19 @@ print(f"integer-only test accuracy: fixed_point {acc_int['fixed_point']:.2%}, fl
 # With the engine pinned to `fbgemm` the mirror is exact, code for code:
 
 # %% slideshow={"slide_type": "-"}
-torch.backends.quantized.engine = "fbgemm"
-q_fb = quantize_digits_cnn(model, ranges=hist_ranges, engine="fbgemm")   # same ranges, fbgemm kernels
-with torch.no_grad():
-    q_x = q_fb.quant(data.x_test)
-    ref_fb = q_fb.module(q_x)
-codes, _, _ = integer_forward(list(q_fb.module.features) + list(q_fb.module.classifier),
-                              q_x.int_repr(), q_x.q_scale(), q_x.q_zero_point(), requant="float")
-assert torch.equal(codes, ref_fb.int_repr())
-print("fbgemm engine: integer_forward(requant='float') reproduces every output code exactly")
-torch.backends.quantized.engine = engine
+if "fbgemm" in torch.backends.quantized.supported_engines:
+    torch.backends.quantized.engine = "fbgemm"
+    q_fb = quantize_digits_cnn(model, ranges=hist_ranges, engine="fbgemm")   # same ranges, fbgemm kernels
+    with torch.no_grad():
+        q_x = q_fb.quant(data.x_test)
+        ref_fb = q_fb.module(q_x)
+    codes, _, _ = integer_forward(list(q_fb.module.features) + list(q_fb.module.classifier),
+                                  q_x.int_repr(), q_x.q_scale(), q_x.q_zero_point(), requant="float")
+    assert torch.equal(codes, ref_fb.int_repr())
+    print("fbgemm engine: integer_forward(requant='float') reproduces every output code exactly")
+    torch.backends.quantized.engine = engine
+else:
+    print("This platform has no fbgemm engine (an ARM laptop), so the exact mirror of its kernels cannot run here.")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Play: observer × percentile × activation bits
@@ -519,6 +525,9 @@ for eng in ("x86", "fbgemm", "qnnpack", "onednn"):
 # %% slideshow={"slide_type": "-"}
 mixed = {}
 for calib_eng, run_eng in (("qnnpack", "qnnpack"), ("qnnpack", "x86"), ("x86", "x86")):
+    if run_eng not in torch.backends.quantized.supported_engines:
+        print(f"qconfig {calib_eng:<8s} run on {run_eng:<8s} not possible here: this platform has no {run_eng} engine")
+        continue
     q = quantize_digits_cnn(model, calib=calib[:64], engine=calib_eng)
     torch.backends.quantized.engine = run_eng
     mixed[(calib_eng, run_eng)] = evaluate(q, data.x_test, data.y_test)

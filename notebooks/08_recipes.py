@@ -94,7 +94,7 @@ model, s = timed(lambda: quantize_dynamic(copy.deepcopy(fp32_cnn), {nn.Linear}, 
 add_cnn("dynamic int8 (classic)", model, model.state_dict(), s, "Linear only: the convs stay fp32")
 for per_channel in (False, True):
     model, s = timed(lambda pc=per_channel: quantize_digits_cnn(fp32_cnn, calib=x_calib, per_channel=pc))
-    add_cnn(f"static int8 per-{'channel' if per_channel else 'tensor'}", model, model.state_dict(), s, "eager x86, 256 calibration images")
+    add_cnn(f"static int8 per-{'channel' if per_channel else 'tensor'}", model, model.state_dict(), s, f"eager {torch.backends.quantized.engine}, 256 calibration images")
 
 # %% slideshow={"slide_type": "-"}
 from helpers.qat import make_qat_model, calibrate, freeze_observers
@@ -189,7 +189,7 @@ def torchao(config):
 model, s = timed(lambda: torchao(Int8WeightOnlyConfig()))
 lm["W8 weight-only (torchao)"] = (model, s, "int8 weights, fp32 activations")
 model, s = timed(lambda: quantize_dynamic(copy.deepcopy(fp32_lm), {nn.Linear}, dtype=torch.qint8))
-lm["dynamic int8 (classic)"] = (model, s, "per-tensor weights, fbgemm")
+lm["dynamic int8 (classic)"] = (model, s, f"per-tensor weights, {torch.backends.quantized.engine}")
 model, s = timed(lambda: torchao(Int8DynamicActivationInt8WeightConfig()))
 lm["dynamic int8 (torchao)"] = (model, s, "per-token activations")
 
