@@ -79,10 +79,12 @@ def _check_qmin_qmax(qmin: int, qmax: int) -> tuple[int, int]:
     return qmin, qmax
 
 
-def _param(value: float | int | torch.Tensor, x: torch.Tensor, axis: int | None, name: str) -> torch.Tensor:
-    """``value`` as a tensor of ``x``'s dtype shaped to broadcast per tensor (axis None) or along ``axis``."""
+def _param(
+    value: float | int | torch.Tensor, x: torch.Tensor, axis: int | None, name: str, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """``value`` as a tensor of ``dtype`` (default ``x``'s) shaped to broadcast per tensor (axis None) or along ``axis``."""
     p = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-    p = p.to(x.dtype)
+    p = p.to(x.dtype if dtype is None else dtype)
     if axis is None:
         if p.numel() != 1:
             raise ValueError(f"{name} must have one element for per-tensor quantization, got shape {tuple(p.shape)}")
@@ -92,6 +94,65 @@ def _param(value: float | int | torch.Tensor, x: torch.Tensor, axis: int | None,
     shape = [1] * x.ndim
     shape[axis] = -1
     return p.reshape(shape)
+
+
+# The input dtypes torch's fake-quant kernels accept. Like them, float16/bfloat16 inputs are computed in
+# float32 (scale stored as float32) and cast back; they are never rounded in half precision.
+FAKE_QUANT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _check_fq_input(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """``x`` must be a finite, non-empty tensor of a dtype torch's fake-quant kernels accept."""
+    check_tensor(x, name)
+    if x.dtype not in FAKE_QUANT_DTYPES:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in FAKE_QUANT_DTYPES)
+        raise TypeError(f"{name} must have dtype {allowed} (what torch's fake-quant kernels accept), got {x.dtype}")
+    return check_float_tensor(x, name)
+
+
+def _check_scale_in(s: torch.Tensor, name: str = "scale") -> torch.Tensor:
+    """``s`` (already in the compute dtype) must be finite, > 0 and have a finite reciprocal there."""
+    if not bool(torch.isfinite(s).all()) or not bool((s > 0).all()) or not bool(torch.isfinite(1.0 / s).all()):
+        big = torch.finfo(s.dtype).max
+        raise ValueError(
+            f"{name} must lie in [{1 / big:.4g}, {big:.4g}] (positive and finite, with a finite reciprocal, in "
+            f"{str(s.dtype).replace('torch.', '')}), got min {s.min().item():.6g}, max {s.max().item():.6g}"
+        )
+    return s
+
+
+def _fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """``FakeQuantSTE`` in ``x``'s compute dtype (float16/bfloat16 widened to float32, as torch does), cast back."""
+    cdt = _compute_dtype(x)
+    out = FakeQuantSTE.apply(x.to(cdt), scale.to(cdt), zero_point.to(cdt), qmin, qmax)
+    return out.to(x.dtype)
+
+
+class _TorchFakeQuant64(torch.autograd.Function):
+    """float64 fake quantization exactly as torch's CPU kernels compute it (used by ``fake_quant_ste``).
+
+    torch stores the scale as float32, codes are ``round(x * float32(1 / scale)) + zp`` in float64, and
+    the result is ``(code - zp) * scale`` rounded to float32 per tensor, exact in float64 per channel.
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale32, zero_point, qmin, qmax, per_channel):  # noqa: D102
+        code = torch.round(x * (1.0 / scale32).to(torch.float64)) + zero_point
+        mask = (code >= qmin) & (code <= qmax)
+        ctx.save_for_backward(mask)
+        q = code.clamp(qmin, qmax) - zero_point
+        if per_channel:
+            return q * scale32.to(torch.float64)
+        return (q.to(torch.float32) * scale32).to(torch.float64)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None, None, None, None
 
 
 def _check_zero_point(zero_point: int | torch.Tensor, qmin: int, qmax: int) -> None:
@@ -118,14 +179,22 @@ def _check_axis_arg(axis: int | None, x: torch.Tensor) -> int | None:
 def _ste_args(
     x: torch.Tensor, scale: float | torch.Tensor, zero_point: int | torch.Tensor, qmin: int, qmax: int, axis: int | None
 ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """Validate the fake-quant arguments; return ``scale``/``zero_point`` shaped to broadcast and ``qmin``/``qmax``."""
-    check_float_tensor(x, "x")
+    """Validate the fake-quant arguments; return ``scale``/``zero_point`` shaped to broadcast and ``qmin``/``qmax``.
+
+    ``scale``/``zero_point`` come back in ``x``'s compute dtype (float32 for float16/bfloat16 ``x``).
+    """
+    _check_fq_input(x, "x")
     qmin, qmax = _check_qmin_qmax(qmin, qmax)
     axis = _check_axis_arg(axis, x)
+    if scale is None or zero_point is None:
+        raise TypeError("scale and zero_point must be numbers or tensors, got None")
+    if isinstance(scale, torch.Tensor):
+        check_tensor(scale, "scale")
     check_positive(scale if isinstance(scale, torch.Tensor) else check_finite_number(scale, "scale"), "scale")
     _check_zero_point(zero_point, qmin, qmax)
-    s = _param(scale, x, axis, "scale")
-    z = _param(zero_point, x, axis, "zero_point")
+    cdt = _compute_dtype(x)
+    s = _check_scale_in(_param(scale, x, axis, "scale", cdt))
+    z = _param(zero_point, x, axis, "zero_point", cdt)
     return s, z, qmin, qmax
 
 
@@ -165,10 +234,16 @@ def fake_quant_ste(
     passes ``dL/dx_hat`` unchanged where ``qmin <= round(x/scale) + zero_point <= qmax`` and 0 where the
     code was clipped. Per-tensor (``axis=None``) or per-channel along ``axis``. The forward equals
     ``torch.fake_quantize_per_tensor_affine`` / ``..._per_channel_affine`` bit for bit, and so does
-    the gradient. Taught in 06_qat.
+    the gradient, on every dtype those kernels accept: float16/bfloat16 ``x`` is computed in float32
+    with a float32 ``scale`` and cast back (never rounded in half precision); float64 ``x`` uses a
+    float32 ``scale`` and ``1/scale`` as torch does. (``ActQuantizer``/``WeightQuantizer`` keep a float64
+    scale in float64 models, which lesson 06's float64 runs depend on.) Taught in 06_qat.
     """
     s, z, qmin, qmax = _ste_args(x, scale, zero_point, qmin, qmax, axis)
-    return FakeQuantSTE.apply(x, s, z, qmin, qmax)
+    if x.dtype == torch.float64:
+        s32 = _check_scale_in(_param(scale, x, axis, "scale", torch.float32))
+        return _TorchFakeQuant64.apply(x, s32, z, qmin, qmax, axis is not None)
+    return _fake_quant(x, s, z, qmin, qmax)
 
 
 def ste_mask(
@@ -185,7 +260,11 @@ def ste_mask(
     Taught in 06_qat.
     """
     s, z, qmin, qmax = _ste_args(x, scale, zero_point, qmin, qmax, axis)
-    code = torch.round(x * (1.0 / s)) + z
+    if x.dtype == torch.float64:
+        s32 = _check_scale_in(_param(scale, x, axis, "scale", torch.float32))
+        code = torch.round(x * (1.0 / s32).to(torch.float64)) + z
+        return (code >= qmin) & (code <= qmax)
+    code = torch.round(x.to(s.dtype) * (1.0 / s)) + z
     return (code >= qmin) & (code <= qmax)
 
 
@@ -355,6 +434,7 @@ class ActQuantizer(nn.Module):
         return affine_qparams(self.observer.min_val, self.observer.max_val, self.bits, signed=self.signed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        _check_fq_input(x, "x")
         self.observer(x)
         if self.method == "lsq":
             if not bool(self.step_initialized):
@@ -363,7 +443,7 @@ class ActQuantizer(nn.Module):
                     self.step_initialized.fill_(True)
             return lsq_quantize(x, self.step, self.bits, signed=self.signed)
         scale, zero_point = self.qparams()
-        return FakeQuantSTE.apply(x, scale.to(x.dtype), zero_point.to(x.dtype), self.qmin, self.qmax)
+        return _fake_quant(x, _check_scale_in(scale.to(_compute_dtype(x))), zero_point, self.qmin, self.qmax)
 
 
 class WeightQuantizer(nn.Module):
@@ -377,7 +457,7 @@ class WeightQuantizer(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bits: int = 8, *, method: str = "minmax") -> None:
         super().__init__()
-        check_float_tensor(weight, "weight")
+        _check_fq_input(weight, "weight")
         self.bits = check_bits(bits, lo=2, hi=8)
         self.method = check_choice(method, "method", METHODS)
         self.qmin, self.qmax = qrange(self.bits, signed=True)
@@ -395,12 +475,14 @@ class WeightQuantizer(nn.Module):
         return affine_qparams(lo, hi, self.bits, symmetric=True)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        _check_fq_input(weight, "weight")
         if self.method == "lsq":
             return lsq_quantize(weight, self.step, self.bits, signed=True, axis=0)
         scale, _ = self.qparams(weight)
         shape = [-1] + [1] * (weight.ndim - 1)
         zero = torch.zeros((), dtype=weight.dtype)
-        return FakeQuantSTE.apply(weight, scale.reshape(shape).to(weight.dtype), zero, self.qmin, self.qmax)
+        scale = _check_scale_in(scale.reshape(shape).to(_compute_dtype(weight)), "scale")
+        return _fake_quant(weight, scale, zero, self.qmin, self.qmax)
 
 
 def _integer_codes(x_hat: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -141,8 +141,12 @@ def quantize_multiplier(multiplier: float | torch.Tensor) -> tuple[torch.Tensor,
 
     ``m0`` is a 31-bit integer in ``[2^30, 2^31)`` (``M`` normalised to [0.5, 1) and scaled by
     2^31, as in Jacob et al. 2018, gemmlowp and TFLite) and ``shift >= 0`` the extra right shift.
+    ``M`` within 2^-32 of 1 (its 31-bit mantissa rounds up to 1.0) gets the largest ``m0 = 2^31 - 1``
+    with ``shift = 0`` (``M ~= 1 - 2^-31``), not a negative shift ``requantize`` cannot apply.
     Returns int64 tensors of the same shape as ``multiplier``. Taught in 05_static.
     """
+    if multiplier is None or isinstance(multiplier, (bool, str)):
+        raise TypeError(f"multiplier must be a real number or a float tensor in [2^-32, 1), got {multiplier!r}")
     m = torch.as_tensor(multiplier, dtype=torch.float64)
     check_positive(m, "multiplier")
     if bool((m >= 1).any()):
@@ -152,6 +156,9 @@ def quantize_multiplier(multiplier: float | torch.Tensor) -> tuple[torch.Tensor,
     carry = m0 == 2**31  # mantissa rounded up to 1.0
     m0 = torch.where(carry, m0 // 2, m0)
     exp = exp.to(torch.int64) + carry.to(torch.int64)
+    below_one = exp > 0  # M < 1 rounded up to exactly 1.0: keep it a right shift
+    m0 = torch.where(below_one, torch.full_like(m0, 2**31 - 1), m0)
+    exp = torch.where(below_one, torch.zeros_like(exp), exp)
     shift = -exp
     if bool((shift > 31).any()):
         raise ValueError("multiplier must be >= 2^-32 (a smaller one would shift every value to zero)")
@@ -159,10 +166,18 @@ def quantize_multiplier(multiplier: float | torch.Tensor) -> tuple[torch.Tensor,
 
 
 def _check_int_tensor(t: torch.Tensor, name: str, dtypes: tuple[torch.dtype, ...]) -> torch.Tensor:
+    """``t`` must be a tensor of one of ``dtypes``; where int32 is allowed, int64 must hold int32 values.
+
+    (``requantize`` computes ``acc * m0`` in int64: an accumulator beyond int32 would overflow silently.)
+    """
     check_tensor(t, name)
     if t.dtype not in dtypes:
         allowed = ", ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name} must have dtype {allowed}, got {t.dtype}")
+    if torch.int32 in dtypes and t.dtype == torch.int64 and t.numel():
+        lo, hi = t.min().item(), t.max().item()
+        if lo < -(2**31) or hi >= 2**31:
+            raise ValueError(f"{name} must hold int32 values in -2^31..2^31-1, got {lo}..{hi}")
     return t
 
 

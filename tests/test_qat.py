@@ -464,3 +464,150 @@ def test_bad_input_plotting():
         accuracy_vs_bits([8], {}, 99.0)
     with pytest.raises(ValueError, match="panels"):
         accuracy_curves({})
+
+
+# ---------------------------------------------------------------- as strict as torch: every dtype torch accepts
+
+FQ_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _near_ties(dtype, scale, k_lo, k_hi, shape, seed):
+    """Values within ~1e-6 relative of a half-integer code, where rounding order decides the result."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randint(k_lo, k_hi, shape, generator=g).double()
+    jitter = (torch.rand(shape, generator=g, dtype=torch.float64) - 0.5) * 1e-6
+    return ((k + 0.5 + jitter) * scale.double()).to(dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dtype=st.sampled_from(FQ_DTYPES),
+    scale=st.floats(1e-3, 10.0),
+    zp=st.integers(-8, 8),
+    bits=st.integers(2, 8),
+    seed=st.integers(0, 2**16),
+)
+def test_ste_equals_torch_on_every_dtype_per_tensor(dtype, scale, zp, bits, seed):
+    qmin, qmax = qrange(bits, True)
+    zp = max(qmin, min(qmax, zp))
+    s = torch.tensor(scale, dtype=torch.float32)
+    x = torch.cat([_near_ties(dtype, s, 2 * qmin, 2 * qmax, (400,), seed), (torch.randn(400) * scale * qmax).to(dtype)])
+    x.requires_grad_(True)
+    ours = fake_quant_ste(x, scale, zp, qmin, qmax)
+    ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
+    assert ours.dtype == ref.dtype == dtype
+    assert torch.equal(ours, ref)
+    g = torch.randn(x.shape).to(dtype)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g, retain_graph=True)[0])
+    assert torch.equal(ste_mask(x, scale, zp, qmin, qmax), torch.autograd.grad(ref, x, torch.ones_like(x))[0] != 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(dtype=st.sampled_from(FQ_DTYPES), bits=st.integers(2, 8), seed=st.integers(0, 2**16))
+def test_ste_equals_torch_on_every_dtype_per_channel(dtype, bits, seed):
+    qmin, qmax = qrange(bits, True)
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.rand(6, generator=g) * 0.5 + 1e-3
+    zp = torch.randint(qmin, qmax + 1, (6,), generator=g, dtype=torch.int32)
+    x = _near_ties(dtype, scale[:, None], 2 * qmin, 2 * qmax, (6, 300), seed).requires_grad_(True)
+    ours = fake_quant_ste(x, scale, zp, qmin, qmax, axis=0)
+    ref = torch.fake_quantize_per_channel_affine(x, scale, zp, 0, qmin, qmax)
+    assert ours.dtype == ref.dtype == dtype
+    assert torch.equal(ours, ref)
+    gy = torch.randn(x.shape, generator=g).to(dtype)
+    assert torch.equal(torch.autograd.grad(ours, x, gy)[0], torch.autograd.grad(ref, x, gy, retain_graph=True)[0])
+    assert torch.equal(
+        ste_mask(x, scale, zp, qmin, qmax, axis=0), torch.autograd.grad(ref, x, torch.ones_like(x))[0] != 0
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_ste_half_precision_every_value_equals_torch(dtype):
+    """All 2^16 finite bit patterns of float16/bfloat16 (before: rounded in half precision, thousands differed)."""
+    x = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
+    x = x[torch.isfinite(x)].clone().requires_grad_(True)
+    for scale, zp, qmin, qmax in [
+        (0.0123, 3, -128, 127),
+        (0.1, 0, 0, 255),
+        (1e-3, 100, 0, 65535),
+        (37.7, -5, -128, 127),
+    ]:
+        ours = fake_quant_ste(x, scale, zp, qmin, qmax)
+        ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
+        assert torch.equal(ours, ref)
+        assert torch.equal(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_act_and_weight_quantizers_equal_torch_fake_quantize_modules(dtype):
+    """ActQuantizer/WeightQuantizer (min-max) equal torch.ao FakeQuantize with the same qparams, fwd and bwd."""
+    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
+
+    torch.manual_seed(0)
+    x = (torch.randn(4, 3, 8, 8) * 3).abs().to(dtype)
+    aq = ActQuantizer(8, observer="minmax")
+    calibrate(nn.Sequential(aq), x.float())
+    scale, zp = aq.qparams()
+    fq = FakeQuantize(MovingAverageMinMaxObserver, quant_min=0, quant_max=255, dtype=torch.quint8)
+    fq.disable_observer()
+    fq.scale.resize_(1).copy_(scale.reshape(1))
+    fq.zero_point.resize_(1).copy_(zp.reshape(1))
+    aq.eval()
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    ours, ref = aq(xa), fq(xb)
+    assert ours.dtype == ref.dtype == dtype and torch.equal(ours, ref)
+    gy = torch.randn(x.shape).to(dtype)
+    assert torch.equal(torch.autograd.grad(ours, xa, gy)[0], torch.autograd.grad(ref, xb, gy)[0])
+
+    w = (torch.randn(5, 3, 3, 3) * 0.2).to(dtype)
+    wq = WeightQuantizer(w, 8)
+    wscale, wzp = wq.qparams(w)
+    fqw = FakeQuantize(
+        MovingAveragePerChannelMinMaxObserver, quant_min=-128, quant_max=127, dtype=torch.qint8,
+        qscheme=torch.per_channel_symmetric, ch_axis=0,
+    )  # fmt: skip
+    fqw.disable_observer()
+    fqw.scale = wscale.clone()
+    fqw.zero_point = wzp.clone()
+    wa = w.clone().requires_grad_(True)
+    wb = w.clone().requires_grad_(True)
+    ours, ref = wq(wa), fqw(wb)
+    assert ours.dtype == ref.dtype == dtype and torch.equal(ours, ref)
+    gw = torch.randn(w.shape).to(dtype)
+    assert torch.equal(torch.autograd.grad(ours, wa, gw)[0], torch.autograd.grad(ref, wb, gw)[0])
+
+
+def test_bad_input_as_strict_as_torch():
+    x = torch.randn(8)
+    for bad in (torch.arange(8), torch.zeros(8, dtype=torch.complex64)):
+        with pytest.raises(TypeError, match="x must"):
+            fake_quant_ste(bad, 0.1, 0, -128, 127)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        fake_quant_ste(None, 0.1, 0, -128, 127)
+    with pytest.raises(TypeError, match="scale and zero_point"):
+        fake_quant_ste(x, None, 0, -128, 127)
+    with pytest.raises(TypeError, match="scale and zero_point"):
+        fake_quant_ste(x, 0.1, None, -128, 127)
+    with pytest.raises(ValueError, match=r"scale must lie in \["):
+        fake_quant_ste(x, 1e-50, 0, -128, 127)  # 0 in float32: torch's 1/scale is inf
+    with pytest.raises(ValueError, match=r"scale must lie in \["):
+        fake_quant_ste(x.half(), 1e39, 0, -128, 127)  # inf in float32
+    with pytest.raises(ValueError, match=r"scale must lie in \["):
+        fake_quant_ste(x.double(), 1e-50, 0, -128, 127)
+    with pytest.raises(ValueError, match=r"scale must lie in \["):
+        fake_quant_ste(x.bfloat16(), torch.tensor([1e-39]), 0, -128, 127)  # float32 denormal: 1/scale overflows
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="x must contain only finite"):
+            fake_quant_ste(torch.tensor([1.0, bad], dtype=torch.float16), 0.1, 0, -128, 127)
+        aq = ActQuantizer(8)
+        with pytest.raises(ValueError, match="x must contain only finite"):
+            aq(torch.tensor([1.0, bad]))
+        assert not aq.observer.initialized  # the bad batch did not reach the observer
+        wq = WeightQuantizer(torch.randn(2, 3))
+        with pytest.raises(ValueError, match="weight must contain only finite"):
+            wq(torch.tensor([[1.0, bad, 0.0], [0.0, 0.0, 0.0]]))
+    with pytest.raises(TypeError, match="x must"):
+        ActQuantizer(8)(torch.arange(4))
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
+        WeightQuantizer(None)

@@ -1,6 +1,7 @@
 """Static-quantization helpers of lesson 05: BN folding, fixed-point requantization, integer-only layers."""
 
 import copy
+import math
 import warnings
 
 import pytest
@@ -284,3 +285,100 @@ def test_quantize_digits_cnn_needs_one_source():
         quantize_digits_cnn(load_digits_cnn())
     with pytest.raises(ValueError, match="ranges"):
         quantize_digits_cnn(load_digits_cnn(), ranges={"quant": (0.0, 1.0)})
+
+
+# ---------------------------------------------------------------- exact references, the edge below 1, bad input
+
+
+def _fixed_point_reference(m: float) -> tuple[int, int]:
+    """Python-int reference: m = mant * 2^e (mant in [0.5, 1)), m0 = round_half_even(mant * 2^31), carry at 2^31."""
+    mant, e = math.frexp(m)
+    m0 = round(mant * 2**31)  # exact: mant has 53 bits, the product is exact in float64
+    if m0 == 2**31:
+        m0, e = 2**30, e + 1
+    if e > 0:  # M < 1 rounded up to 1.0: the largest right-shift form instead
+        m0, e = 2**31 - 1, 0
+    return m0, -e
+
+
+def _requantize_reference(acc: list[int], m0: int, shift: int, zp: int, lo: int, hi: int) -> list[int]:
+    """Exact integers: (acc * m0 + 2^(30 + shift)) >> (31 + shift), Python's >> floors (ties round upward)."""
+    total = 31 + shift
+    return [min(max(((a * m0 + (1 << (total - 1))) >> total) + zp, lo), hi) for a in acc]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.floats(2.0**-32, 1.0, exclude_max=True))
+def test_quantize_multiplier_equals_integer_reference(m):
+    m0, shift = quantize_multiplier(m)
+    assert (int(m0), int(shift)) == _fixed_point_reference(m)
+    assert 2**30 <= int(m0) < 2**31 and 0 <= int(shift) <= 31
+    assert abs(int(m0) * 2.0 ** -(31 + int(shift)) - m) <= m * 2.0**-30
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(2.0**-32, 1.0, exclude_max=True),
+    st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=40),
+    st.sampled_from(["uint8", "int8"]),
+    st.booleans(),
+)
+def test_requantize_equals_exact_integer_reference(m, acc, out_dtype, relu):
+    qmin, qmax = (0, 255) if out_dtype == "uint8" else (-128, 127)
+    zp = (qmin + qmax + 1) // 2
+    m0, shift = quantize_multiplier(m)
+    for dtype in (torch.int32, torch.int64):
+        q = requantize(torch.tensor(acc, dtype=dtype), m0, shift, zp, out_dtype=out_dtype, relu=relu)
+        assert q.tolist() == _requantize_reference(acc, int(m0), int(shift), zp, zp if relu else qmin, qmax)
+
+
+def test_quantize_multiplier_just_below_one_stays_a_right_shift():
+    """Before: M in [1 - 2^-32, 1) rounded up to 2^31 and came back with shift -1, which requantize refused."""
+    for m in (1.0 - 2.0**-40, math.nextafter(1.0, 0.0), 1.0 - 2.0**-32):
+        m0, shift = quantize_multiplier(m)
+        assert (int(m0), int(shift)) == (2**31 - 1, 0)
+        assert abs(int(m0) * 2.0**-31 - m) <= 2.0**-31
+        acc = torch.tensor([-(2**31), -128, -7, 0, 7, 127, 2**31 - 1], dtype=torch.int64)
+        q = requantize(acc, m0, shift, 0, out_dtype="int8")
+        assert q.tolist() == _requantize_reference(acc.tolist(), 2**31 - 1, 0, 0, -128, 127)
+    assert [int(v) for v in quantize_multiplier(1.0 - 2.0**-31)] == [2**31 - 1, 0]  # representable: no rounding
+    m0, shift = quantize_multiplier(0.5 - 2.0**-40)  # the carry below 0.5 is unchanged
+    assert (int(m0), int(shift)) == (2**30, 0)
+
+
+def test_quantize_multiplier_below_one_unchanged():
+    """Bit-identical to the committed formula away from the edge (lesson 05's outputs depend on it)."""
+    ms = torch.tensor([2.0**-32, 1e-6, 0.0123456, 0.25, 0.3333, 0.5, 0.75, 0.999999], dtype=torch.float64)
+    m0, shift = quantize_multiplier(ms)
+    expected = [(2**30, 31), (1125899907, 19), (1696766344, 6), (2**30, 1)]
+    assert [(int(a), int(b)) for a, b in zip(m0[:4], shift[:4])] == expected
+    for m, a, b in zip(ms.tolist(), m0.tolist(), shift.tolist()):
+        mant, e = math.frexp(m)
+        assert (a, b) == (round(mant * 2**31), -e)
+
+
+def test_bad_input_fixed_point():
+    for bad in (None, "0.5", True):
+        with pytest.raises(TypeError, match=r"multiplier must be a real number or a float tensor in \[2\^-32, 1\)"):
+            quantize_multiplier(bad)
+    for bad in (float("inf"), float("nan"), -1.0, 0.0):
+        with pytest.raises(ValueError, match="multiplier"):
+            quantize_multiplier(bad)
+    with pytest.raises(ValueError, match=r"multiplier must be < 1"):
+        quantize_multiplier(torch.tensor([0.5, 1e300], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"multiplier must be >= 2\^-32"):
+        quantize_multiplier(2.0**-40)
+    m0, sh = quantize_multiplier(0.25)
+    with pytest.raises(TypeError, match="acc must be a torch.Tensor"):
+        requantize(None, m0, sh, 0)
+    with pytest.raises(TypeError, match="m0 must be a torch.Tensor"):
+        requantize(torch.zeros(3, dtype=torch.int32), None, sh, 0)
+    with pytest.raises(TypeError, match="shift must be a torch.Tensor"):
+        requantize(torch.zeros(3, dtype=torch.int32), m0, None, 0)
+    with pytest.raises(ValueError, match=r"shift must lie in 0\.\.31"):
+        requantize(torch.zeros(3, dtype=torch.int32), m0, torch.tensor(-1), 0)
+    for big in (2**31, -(2**31) - 1, 2**40):  # int64 beyond int32: acc * m0 would overflow int64 silently
+        with pytest.raises(ValueError, match=r"acc must hold int32 values in -2\^31\.\.2\^31-1"):
+            requantize(torch.tensor([0, big]), m0, sh, 0)
+    with pytest.raises(ValueError, match=r"m0 must hold int32 values"):
+        requantize(torch.zeros(3, dtype=torch.int32), torch.tensor(2**40), sh, 0)
