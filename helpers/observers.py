@@ -9,7 +9,7 @@ Taught in 05_static. Every observer here maps calibration activations to a clipp
 * ``histogram_range``        2048-bin histogram + greedy L2-error search (``HistogramObserver``'s algorithm);
 * ``percentile_range``       drop the ``100 - p`` % tails;
 * ``mse_range``              the shrunken min-max range whose fake-quantization MSE is smallest;
-* ``kl_range``               TensorRT's entropy calibration: the threshold minimising KL(P || Q);
+* ``kl_range``               TensorRT's entropy calibration: the threshold minimising KL(P || Q), zero bin handled;
 * ``batch_mode_range``       the mode of per-batch min-max scales over N calibration batches.
 
 ``collect_activations`` records each named module's outputs with ``register_forward_hook``;
@@ -227,11 +227,15 @@ def kl_range(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TensorRT-style entropy calibration: the threshold ``t`` minimising ``KL(P || Q)`` of the |x| histogram.
 
-        ``P`` is the ``bins``-bin histogram of ``|x|`` cut at bin ``i`` with the clipped tail added to the
-        last kept bin; ``Q`` merges those ``i`` bins into the number of quantization levels (``2^bits`` for
-        non-negative data, ``2^(bits-1)`` per side otherwise) and spreads each level's mass back over its
-        non-empty bins. Cuts ``i = levels, levels + stride, ..., bins`` are scored (TensorRT tries every
-    cut: ``stride=1``). Returns ``(0, t)`` for non-negative data, else ``(-t, t)``. Taught in 05_static.
+    The ``bins``-bin histogram of ``|x|`` over ``[0, max|x|]`` first gets its zero bin replaced by its
+    neighbour's count (post-ReLU data is dominated by exact zeros, which every threshold represents
+    exactly). For a cut at bin ``i``, ``P`` is the first ``i`` bins with the clipped tail added to the
+    last kept bin; ``Q`` merges those ``i`` bins into the quantization levels (``2^bits`` for
+    non-negative data, ``2^(bits-1)`` per side otherwise) with fractional grouping (bin ``j`` goes to
+    level ``floor(j * levels / i)``) and spreads each level's mass back over its non-empty bins only.
+    Cuts ``i = levels, levels + stride, ..., bins`` are scored (TensorRT tries every cut: ``stride=1``);
+    ties go to the widest cut and ``t`` is the cut's bin edge ``i * max|x| / bins``. Returns ``(0, t)``
+    for non-negative data, else ``(-t, t)``. Taught in 05_static.
     """
     bits = check_bits(bits, lo=2, hi=12)
     bins = check_int(bins, "bins", lo=16, hi=2**16)
@@ -242,27 +246,31 @@ def kl_range(
     amax = flat.abs().max()
     if float(amax) == 0.0 or bins <= levels:
         return (torch.zeros(()), amax) if nonneg else (-amax, amax)
-    hist = torch.histc(flat.abs(), bins, min=0.0, max=amax.item()).double()  # counts; KL arithmetic in float64
-    width = amax.item() / bins
-    # every candidate cut i = levels..bins at once: one row per candidate, one column per bin
-    cuts = torch.arange(levels, bins + 1, stride)
+    f64 = torch.float64  # bin indices and KL in float64/integers: the same threshold on every CPU code path
+    idx = torch.clamp((flat.abs().double() * (bins / amax.double())).floor().long(), max=bins - 1)
+    hist = torch.bincount(idx, minlength=bins).to(f64)
+    hist[0] = hist[1]  # the zero bin: exact zeros are never a quantization error, so they must not steer the cut
+    total = hist.sum()
+    cuts = torch.arange(levels, bins + 1, stride)  # one row per candidate cut, one column per bin
     cols = torch.arange(bins)
     kept = cols[None, :] < cuts[:, None]
-    h = torch.where(kept, hist[None, :], torch.zeros((), dtype=torch.float64))
-    tail = torch.cat([torch.flip(torch.cumsum(torch.flip(hist, [0]), 0), [0]), torch.zeros(1, dtype=torch.float64)])
+    h = torch.where(kept, hist[None, :], torch.zeros((), dtype=f64))
+    tail = total - h.sum(1)  # integer counts: exact in float64
     p = h.clone()
-    p[torch.arange(len(cuts)), cuts - 1] += tail[cuts]  # clipped mass goes to the last kept bin
-    nonzero = p != 0
-    group = torch.clamp(cols[None, :] // (cuts // levels)[:, None], max=levels - 1)
-    q_mass = torch.zeros(len(cuts), levels, dtype=torch.float64).scatter_add_(1, group, h)
-    q_count = torch.zeros(len(cuts), levels, dtype=torch.float64).scatter_add_(1, group, nonzero.double())
-    q = torch.where(nonzero, q_mass.gather(1, group) / q_count.gather(1, group).clamp(min=1), 0.0)
-    p = p / p.sum(1, keepdim=True)
-    q = q / q.sum(1, keepdim=True).clamp(min=1e-30)
-    terms = torch.where(nonzero, p * torch.log(p.clamp(min=1e-30) / q.clamp(min=1e-12)), 0.0)
-    kl = terms.sum(1)
-    best_i = int(cuts[torch.argmin(kl)])  # first minimum, like a loop with strict <
-    t = torch.tensor((best_i + 0.5) * width if best_i < bins else amax.item(), dtype=torch.float32)
+    p[torch.arange(len(cuts)), cuts - 1] += tail  # the clipped mass goes to the last kept bin
+    nz = kept & (hist[None, :] != 0)  # non-empty kept bins: Q is spread over these only
+    group = torch.where(kept, (cols[None, :] * levels) // cuts[:, None], levels)  # fractional merge; dropped -> spare
+    q_mass = torch.zeros(len(cuts), levels + 1, dtype=f64).scatter_add_(1, group, h)
+    q_count = torch.zeros(len(cuts), levels + 1, dtype=f64).scatter_add_(1, group, nz.to(f64))
+    q = torch.where(nz, q_mass.gather(1, group) / q_count.gather(1, group).clamp(min=1), 0.0)
+    p = p / total
+    q = q / q.sum(1, keepdim=True).clamp(min=1e-300)  # an all-empty Q stays 0 and scores inf below
+    pos = p > 0
+    terms = torch.where(pos, p * torch.log(torch.where(pos, p, 1.0) / torch.where(q > 0, q, 1.0)), 0.0)
+    kl = torch.where((pos & (q == 0)).any(1), torch.tensor(float("inf"), dtype=f64), terms.sum(1))
+    best = len(cuts) - 1 - int(torch.argmin(torch.flip(kl, [0])))  # last minimum: ties go to the widest cut
+    best_i = int(cuts[best])
+    t = (amax.double() * best_i / bins).float() if best_i < bins else amax
     t = torch.minimum(t, amax)
     return (torch.zeros(()), t) if nonneg else (-t, t)
 

@@ -3,6 +3,7 @@
 import copy
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.ao.quantization as tq
@@ -104,6 +105,108 @@ def test_mse_never_worse_than_minmax(seed, kind, bits):
     assert err(*mse_range(x, bits)) <= err(*minmax_range(x)) * (1 + 1e-6)
 
 
+def _kl_reference(x: torch.Tensor, bits: int = 8, bins: int = 2048, stride: int = 1) -> tuple[float, int]:
+    """TensorRT's entropy calibration written as the plain loop of NVIDIA's pytorch-quantization
+    (``_compute_amax_entropy``), in NumPy float64: zero bin := its neighbour, every cut ``i``, fractional
+    merging into the levels, expansion over non-empty bins, last minimum. Returns ``(threshold, cut)``."""
+    a = x.detach().reshape(-1).double().abs().numpy()
+    amax = float(a.max())
+    idx = np.minimum(np.floor(a * (bins / amax)).astype(np.int64), bins - 1)
+    hist = np.bincount(idx, minlength=bins).astype(np.float64)
+    hist[0] = hist[1]
+    levels = 2**bits if float(x.min()) >= 0 else 2 ** (bits - 1)
+    divergences = []
+    for i in range(levels, bins + 1, stride):
+        level = (np.arange(i) * levels) // i  # the bin's quantization level (linspace(0, i, levels + 1) + digitize)
+        level[hist[:i] == 0] = -1
+        mass = np.zeros(levels)
+        count = np.zeros(levels)
+        for j in range(i):
+            if level[j] != -1:
+                mass[level[j]] += hist[j]
+                count[level[j]] += 1
+        q = np.array([mass[v] / count[v] if v != -1 else 0.0 for v in level])
+        p = hist[:i].copy()
+        p[-1] += hist[i:].sum()
+        if q.sum() == 0 or np.any((p > 0) & (q == 0)):  # mass where Q has none: infinite divergence
+            divergences.append(np.inf)
+            continue
+        p, q = p / p.sum(), q / q.sum()
+        m = p > 0
+        divergences.append(float(np.sum(p[m] * np.log(p[m] / q[m]))))
+    d = np.array(divergences)
+    cut = levels + stride * (len(d) - 1 - int(np.argmin(d[::-1])))
+    return amax * cut / bins, cut
+
+
+def _heavy_tailed() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    u = torch.rand(60_000, generator=g).clamp(1e-7, 1 - 1e-7)
+    laplace = -torch.sign(u - 0.5) * torch.log1p(-2 * (u - 0.5).abs())
+    t3 = torch.randn(60_000, generator=g) / torch.sqrt((torch.randn(3, 60_000, generator=g) ** 2).mean(0))
+    return {"laplace": laplace, "laplace_relu": laplace.clamp(min=0), "student_t3": t3, "student_t3_relu": t3.clamp(min=0)}
+
+
+@pytest.fixture(scope="module")
+def digits_acts():
+    from helpers.data import load_digits_split
+    from helpers.models import load_digits_cnn
+    from helpers.static import DIGITS_OBSERVED, fused_digits_cnn
+
+    d = load_digits_split()
+    acts = collect_activations(fused_digits_cnn(load_digits_cnn()), d.x_train[:128], DIGITS_OBSERVED, batch_size=64)
+    return {n: torch.cat([b.reshape(-1) for b in acts[n]]) for n in DIGITS_OBSERVED}
+
+
+def _check_against_reference(x: torch.Tensor, bits: int) -> None:
+    ref_t, ref_cut = _kl_reference(x, bits)
+    lo, hi = kl_range(x, bits, stride=1)
+    width = float(x.abs().max()) / 2048
+    assert abs(float(hi) - ref_t) <= 1e-6 * ref_t  # the same cut: bin-exact, not just within one bin
+    assert round(float(hi) / width) == ref_cut
+    assert float(lo) == (0.0 if float(x.min()) >= 0 else -float(hi))
+
+
+@pytest.mark.parametrize("bits", [8, 7])
+def test_kl_matches_reference_loop_on_digits_cnn(digits_acts, bits):
+    for x in digits_acts.values():
+        _check_against_reference(x, bits)
+
+
+@pytest.mark.parametrize("kind", ["laplace", "laplace_relu", "student_t3", "student_t3_relu"])
+def test_kl_matches_reference_loop_on_heavy_tails(kind):
+    _check_against_reference(_heavy_tailed()[kind], 8)
+
+
+def test_kl_not_stuck_at_the_old_integer_grouping_cut(digits_acts):
+    # the old integer grouping merged the zero spike with its neighbour and cut every post-ReLU layer at 508.5/2048
+    for name, x in digits_acts.items():
+        _, hi = kl_range(x)
+        assert abs(float(hi) / float(x.abs().max()) * 2048 - 508.5) > 1, name
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from(list(_heavy_tailed())), st.integers(2, 8))
+def test_kl_threshold_within_max_and_not_degenerate(seed, kind, bits):
+    x = _heavy_tailed()[kind][torch.randperm(60_000, generator=torch.Generator().manual_seed(seed))[:5000]]
+    lo, hi = kl_range(x, bits)
+    amax = float(x.abs().max())
+    levels = 2**bits if float(x.min()) >= 0 else 2 ** (bits - 1)
+    assert 0 < float(hi) <= amax
+    assert float(hi) >= amax * levels / 2048 * (1 - 1e-6)  # never below the narrowest candidate cut
+    assert float(lo) == (0.0 if float(x.min()) >= 0 else -float(hi))
+
+
+def test_kl_ignores_extra_exact_zeros():
+    # exact zeros are never a quantization error: piling more of them on a post-ReLU layer leaves the cut alone
+    x = _heavy_tailed()["laplace_relu"]
+    _, h = kl_range(x)
+    for k in (1, 10, 100):
+        _, hz = kl_range(torch.cat([x, torch.zeros(k * x.numel())]))
+        assert float(hz) == float(h)
+    assert 0 < float(h) <= float(x.max())
+
+
 def test_kl_clips_heavy_tails_and_keeps_sign():
     x = _data("heavy", 20000)
     lo, hi = kl_range(x)
@@ -112,12 +215,21 @@ def test_kl_clips_heavy_tails_and_keeps_sign():
     assert float(lo) == 0.0 and float(hi) > 0
 
 
-def test_kl_stride_one_close_to_default():
+def test_kl_degenerate_inputs():
+    lo, hi = kl_range(torch.zeros(100))
+    assert float(lo) == 0.0 and float(hi) == 0.0
+    lo, hi = kl_range(torch.tensor([0.0, 2.0]))  # a single non-zero value: nothing to clip
+    assert float(lo) == 0.0 and float(hi) == 2.0
+    lo, hi = kl_range(torch.tensor([-3.0, 1.0]), bins=128)  # bins <= levels: the max is the threshold
+    assert float(lo) == -3.0 and float(hi) == 3.0
+
+
+def test_kl_stride_scores_every_stride_th_cut():
+    # stride=4 (the default) is the same search over cuts levels, levels + 4, ...: bin-exact against the loop
     x = _data("relu", 20000)
-    _, h1 = kl_range(x, stride=1)
+    ref_t, ref_cut = _kl_reference(x, 8, stride=4)
     _, h4 = kl_range(x, stride=4)
-    width = float(x.max()) / 2048
-    assert abs(float(h1) - float(h4)) <= 4 * width
+    assert (ref_cut - 256) % 4 == 0 and abs(float(h4) - ref_t) <= 1e-6 * ref_t
 
 
 def test_batch_mode_picks_the_commonest_scale():
@@ -229,6 +341,18 @@ def test_bad_arguments():
         histogram_range(x, bins=1)
     with pytest.raises(ValueError, match="stride"):
         kl_range(x, stride=0)
+    with pytest.raises(ValueError, match="stride"):
+        kl_range(x, stride=4096)
+    with pytest.raises(ValueError, match="bins"):
+        kl_range(x, bins=8)
+    with pytest.raises(ValueError, match="bits"):
+        kl_range(x, bits=1)
+    with pytest.raises(ValueError, match="bits"):
+        kl_range(x, bits=13)
+    with pytest.raises(ValueError, match="finite"):
+        kl_range(torch.tensor([1.0, float("inf")]))
+    with pytest.raises(TypeError, match="floating-point"):
+        kl_range(torch.arange(4))
     with pytest.raises(ValueError, match="significant"):
         batch_mode_range([x], significant=0)
     with pytest.raises(TypeError, match="x must be a tensor or a list"):
