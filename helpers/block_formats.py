@@ -167,17 +167,19 @@ def e2m1_codes(v: torch.Tensor, ties: str = "even") -> torch.Tensor:
     return _e2m1_codes(v, ties)
 
 
-_E2M1_MIDS = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
+_E2M1_MIDS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)  # midpoints between neighbouring magnitudes
 _E2M1_TABLE = torch.tensor([*E2M1_VALUES, *(-v for v in E2M1_VALUES)])  # value of each 4-bit code
 
 
 def _e2m1_codes(v: torch.Tensor, ties: str) -> torch.Tensor:
-    a = v.abs().float()
-    mag = torch.bucketize(a, _E2M1_MIDS)  # number of midpoints strictly below |v|
-    if ties == "even":  # the midpoints 0.75, 1.75, 3.5 go up to the even code
-        mag += ((a == 0.75) | (a == 1.75) | (a == 3.5)).to(mag.dtype)
-    mag = mag.to(torch.uint8)
-    sign = ((v < 0) & (mag > 0)).to(torch.uint8) << 3
+    vf = v.float()
+    a = vf.abs()
+    # magnitude index = how many midpoints |v| passes; a tie (|v| on a midpoint) stays below it, except
+    # with ties="even" at 0.75, 1.75, 3.5, the midpoints whose upper neighbour has the even code
+    mag = (a > _E2M1_MIDS[0]).to(torch.uint8)
+    for i, mid in enumerate(_E2M1_MIDS[1:], start=1):
+        mag += (a >= mid) if ties == "even" and i % 2 else (a > mid)
+    sign = (vf < -_E2M1_MIDS[0]).to(torch.uint8) << 3  # negative and not rounded to zero (-0 is stored as +0)
     return mag | sign
 
 
@@ -292,7 +294,7 @@ def _enc_mx(blocks: torch.Tensor, elem: str, ties: str) -> torch.Tensor:
 def _dec_mx(b: torch.Tensor, elem: str) -> torch.Tensor:
     s = b[:, :1].int() - 127
     if elem == "e2m1":
-        v = _E2M1_TABLE[_unpack_nibbles(b[:, 1:], 32).int()]
+        v = torch.take(_E2M1_TABLE, _unpack_nibbles(b[:, 1:], 32).long())
     else:
         v = b[:, 1:].contiguous().view(_FP8[elem]).float()
     x_hat = torch.ldexp(v, s.float())
@@ -305,8 +307,11 @@ def nvfp4_tensor_scale(x: torch.Tensor) -> float:
     Chosen so that the block holding the tensor's largest value gets E4M3's largest scale, 448.
     Taught in 10_block_formats.
     """
-    check_float_tensor(x, "x")
-    amax = x.detach().abs().amax().float()
+    check_float_tensor(x, "x", allow_nonfinite=True)
+    lo, hi = torch.aminmax(x.detach())  # max|x| = max(|min|, |max|), without a full-size |x|
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        raise ValueError("x must contain only finite values (no NaN or inf)")
+    amax = torch.maximum(lo.abs(), hi.abs()).float()
     return float(amax / (_E4M3_MAX * 6.0)) if float(amax) > 0 else 1.0
 
 
@@ -326,7 +331,7 @@ def _dec_nvfp4(b: torch.Tensor, tensor_scale: float) -> torch.Tensor:
     s = b[:, :4].contiguous().view(torch.float8_e4m3fn).float().reshape(-1, 1)
     q = b[:, 4:].reshape(-1, 8)
     codes = torch.cat([q & 0x0F, q >> 4], dim=1)
-    return (_E2M1_TABLE[codes.int()] * s * torch.tensor(tensor_scale, dtype=torch.float32)).reshape(-1, 64)
+    return (torch.take(_E2M1_TABLE, codes.long()) * s * torch.tensor(tensor_scale, dtype=torch.float32)).reshape(-1, 64)
 
 
 def _enc_q8_0(blocks: torch.Tensor) -> torch.Tensor:
@@ -371,7 +376,18 @@ def _qkx2(x: torch.Tensor, nmax: int = 15, rmin: float = -1.0, rdelta: float = 0
 
     Weighted least-squares search over 21 candidate scales for ``x ≈ scale * L - the_min`` with
     ``L`` in 0..nmax and weights ``sqrt(mean(x^2)) + |x|``. Returns ``(scale, the_min, L)``.
+    Rows are searched in cache-sized chunks; each row's result does not depend on the others.
     """
+    if x.shape[0] <= _QKX2_ROWS:
+        return _qkx2_rows(x, nmax, rmin, rdelta, nstep)
+    parts = [_qkx2_rows(x[i : i + _QKX2_ROWS], nmax, rmin, rdelta, nstep) for i in range(0, x.shape[0], _QKX2_ROWS)]
+    return tuple(torch.cat(p) for p in zip(*parts))
+
+
+_QKX2_ROWS = 8192  # sub-blocks per chunk of the Q4_K search: 1 MiB per float32 intermediate
+
+
+def _qkx2_rows(x: torch.Tensor, nmax: int, rmin: float, rdelta: float, nstep: int):
     w = x.pow(2).mean(-1, keepdim=True).sqrt() + x.abs()
     lo = x.amin(-1, keepdim=True).clamp(max=0)
     hi = x.amax(-1, keepdim=True)
@@ -380,17 +396,20 @@ def _qkx2(x: torch.Tensor, nmax: int = 15, rmin: float = -1.0, rdelta: float = 0
     span_safe = torch.where(flat, torch.ones_like(span), span)
     sum_w = w.sum(-1, keepdim=True)
     sum_x = (w * x).sum(-1, keepdim=True)
+    x_lo = x - lo
     iscale = nmax / span_safe
     scale = 1 / iscale
-    L = torch.round(iscale * (x - lo)).clamp(0, nmax)
+    L = torch.round(iscale * x_lo).clamp(0, nmax)
     best_err = (w * (scale * L + lo - x).pow(2)).sum(-1, keepdim=True)
     best_min = lo
+    best_iscale = iscale  # L is recomputed from the winning candidate's iscale at the end
     for i in range(nstep + 1):
         iscale_i = (rmin + rdelta * i + nmax) / span_safe
-        La = torch.round(iscale_i * (x - lo)).clamp(0, nmax)
-        sum_l = (w * La).sum(-1, keepdim=True)
-        sum_l2 = (w * La * La).sum(-1, keepdim=True)
-        sum_xl = (w * La * x).sum(-1, keepdim=True)
+        La = torch.round(iscale_i * x_lo).clamp_(0, nmax)
+        wL = w * La
+        sum_l = wL.sum(-1, keepdim=True)
+        sum_l2 = (wL * La).sum(-1, keepdim=True)
+        sum_xl = (wL * x).sum(-1, keepdim=True)
         det = sum_w * sum_l2 - sum_l * sum_l
         ok = det > 0
         det_safe = torch.where(ok, det, torch.ones_like(det))
@@ -399,12 +418,18 @@ def _qkx2(x: torch.Tensor, nmax: int = 15, rmin: float = -1.0, rdelta: float = 0
         pos = this_min > 0
         this_scale = torch.where(pos, sum_xl / torch.where(sum_l2 > 0, sum_l2, torch.ones_like(sum_l2)), this_scale)
         this_min = torch.where(pos, torch.zeros_like(this_min), this_min)
-        err = (w * (this_scale * La + this_min - x).pow(2)).sum(-1, keepdim=True)
+        r = this_scale * La  # the weighted squared error w * (scale * L + min - x)^2, in place
+        r += this_min
+        r -= x
+        r *= r
+        r *= w
+        err = r.sum(-1, keepdim=True)
         better = ok & (err < best_err)
-        L = torch.where(better, La, L)
+        best_iscale = torch.where(better, iscale_i, best_iscale)
         best_err = torch.where(better, err, best_err)
         scale = torch.where(better, this_scale, scale)
         best_min = torch.where(better, this_min, best_min)
+    L = torch.round(best_iscale * x_lo).clamp_(0, nmax)
     scale = torch.where(flat, torch.zeros_like(scale), scale)
     L = torch.where(flat, torch.zeros_like(L), L)
     return scale.squeeze(-1), -best_min.squeeze(-1), L
@@ -546,13 +571,20 @@ def decode(data: np.ndarray, fmt: str, *, tensor_scale: float | None = None) -> 
 
 def fake_quantize_format(x: torch.Tensor, fmt: str) -> torch.Tensor:
     """``x_hat = decode(encode(x, fmt))`` in ``x``'s shape (float32). Taught in 10_block_formats."""
+    return _round_trip(x, fmt, torch.float32)
+
+
+def _round_trip(x: torch.Tensor, fmt: str, dtype: torch.dtype) -> torch.Tensor:
+    """``decode(encode(x, fmt))`` cast to ``dtype``; large tensors go in row chunks (the intermediates stay in cache)."""
     ts = nvfp4_tensor_scale(x) if fmt == "nvfp4" and isinstance(x, torch.Tensor) else None
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.numel() <= _CHUNK:
-        return decode(encode(x, fmt, tensor_scale=ts), fmt, tensor_scale=ts)
-    rows = x.reshape(-1, x.shape[-1])  # large tensors in row chunks: the intermediates stay in cache
+        return decode(encode(x, fmt, tensor_scale=ts), fmt, tensor_scale=ts).to(dtype)
+    rows = x.reshape(-1, x.shape[-1])
     step = max(1, _CHUNK // x.shape[-1])
-    parts = [rows[i : i + step] for i in range(0, rows.shape[0], step)]
-    return torch.cat([decode(encode(p, fmt, tensor_scale=ts), fmt, tensor_scale=ts) for p in parts]).reshape(x.shape)
+    out = torch.empty(rows.shape, dtype=dtype)
+    for i in range(0, rows.shape[0], step):  # each chunk decoded straight into its rows of the result
+        out[i : i + step] = decode(encode(rows[i : i + step], fmt, tensor_scale=ts), fmt, tensor_scale=ts)
+    return out.reshape(x.shape)
 
 
 _CHUNK = 2**20  # values per chunk in fake_quantize_format
@@ -726,13 +758,13 @@ def weights_in_format(
                 w = modules[name].weight
                 if id(w) in saved:
                     continue
-                saved[id(w)] = (w, w.detach().clone())
-                w.copy_(fake_quantize_format(w.detach(), fmt).to(w.dtype))
+                x_hat = _round_trip(w.detach(), fmt, w.dtype)
+                saved[id(w)] = (w, w.data)  # the original tensor itself: swapped back on exit, never copied
+                w.data = x_hat
         yield held, skipped
     finally:
-        with torch.no_grad():
-            for w, orig in saved.values():
-                w.copy_(orig)
+        for w, orig in saved.values():
+            w.data = orig
 
 
 def weights_error(model: nn.Module, originals: Mapping[str, torch.Tensor], names: Sequence[str]) -> dict[str, float]:
@@ -755,14 +787,31 @@ def weights_error(model: nn.Module, originals: Mapping[str, torch.Tensor], names
         if id(w) in seen:
             continue
         seen.add(id(w))
-        ref = originals[name].detach().double()
-        se += float((w.detach().double() - ref).pow(2).sum())
-        sig += float(ref.pow(2).sum())
+        ref = originals[name].detach()
+        if ref.shape != w.shape:
+            raise ValueError(f"originals[{name!r}] has shape {tuple(ref.shape)}, the layer's weight {tuple(w.shape)}")
+        d_sq, r_sq = _squared_sums(w.detach(), ref)
+        se += d_sq
+        sig += r_sq
         n += ref.numel()
     if n == 0:
         raise ValueError("names must list at least one layer")
     m = se / n
     return {"mse": m, "sqnr_db": (10 * math.log10(sig / se) if se > 0 else math.inf), "values": n}
+
+
+def _squared_sums(w: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """``(sum (w - ref)^2, sum ref^2)`` in float64, in chunks that stay in cache (no full-size temporaries)."""
+    a, r = w.reshape(-1), ref.reshape(-1)
+    step = _CHUNK // 8
+    diff = torch.empty(min(step, a.numel()), dtype=torch.float64)
+    se = sig = 0.0
+    for i in range(0, a.numel(), step):
+        rc = r[i : i + step].double()
+        d = torch.sub(a[i : i + step].double(), rc, out=diff[: rc.numel()])
+        se += float(torch.dot(d, d))
+        sig += float(torch.dot(rc, rc))
+    return se, sig
 
 
 # --------------------------------------------------------------------------- KV cache

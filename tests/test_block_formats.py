@@ -226,6 +226,28 @@ def test_mx_saturates_and_rounds_to_nearest_even():
     assert bf.e2m1_codes(torch.tensor([-0.1]))[0] == 0  # rounds to +0
 
 
+@pytest.mark.parametrize("ties", ["even", "gguf"])
+def test_e2m1_codes_are_the_nearest_value_with_the_tie_rule(ties):
+    grid = torch.arange(-7 * 64, 7 * 64 + 1) / 64  # every multiple of 1/64 in [-7, 7]: all midpoints, both signs
+    v = torch.cat([grid, torch.nextafter(grid, grid + 1), torch.nextafter(grid, grid - 1), _random((4096,), 13, 3.0)])
+    mags = torch.tensor(bf.E2M1_VALUES, dtype=torch.float64)
+    dist = (v.double().abs().unsqueeze(-1) - mags).abs()
+    nearest = dist == dist.amin(-1, keepdim=True)
+    if ties == "even":  # among tied candidates, the even code (mantissa bit 0); else the smaller magnitude
+        nearest &= ~(nearest & (torch.arange(8) % 2 == 0)).any(-1, keepdim=True) | (torch.arange(8) % 2 == 0)
+    mag = nearest.int().argmax(-1)  # the first (smallest) remaining candidate
+    want = mag | torch.where((v < 0) & (mag > 0), 8, 0)
+    assert torch.equal(bf.e2m1_codes(v, ties).long(), want)
+    assert torch.equal(bf.e2m1_codes(v.double(), ties), bf.e2m1_codes(v, ties))  # float64 in: same codes
+
+
+def test_q4_k_search_in_chunks_gives_the_same_bytes(monkeypatch):
+    x = _random((40, 1024), seed=14) * torch.exp(_random((40, 1), seed=15, scale=2.0))
+    whole = bf.encode(x, "q4_k")
+    monkeypatch.setattr(bf, "_QKX2_ROWS", 7)  # many chunks, the last one partial
+    np.testing.assert_array_equal(bf.encode(x, "q4_k"), whole)
+
+
 def test_nvfp4_beats_mxfp4_on_heavy_tailed_blocks():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(64, 512, generator=g) ** 3  # heavy tails: a few large values per block
@@ -309,6 +331,26 @@ def test_weights_in_format_restores_and_skips():
         assert held == ["0"] and skipped == ["1"]
         assert not torch.equal(model[0].weight, before[0]) and torch.equal(model[1].weight, before[2])
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
+
+
+def test_weights_in_format_tied_weight_float64_and_large_layers(monkeypatch):
+    monkeypatch.setattr(bf, "_CHUNK", 4096)  # the chunked round trip, as for real models' layers
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 64), torch.nn.Linear(256, 64)).double()
+    model[0].weight = model[1].weight = torch.nn.Parameter(torch.randn(64, 256, dtype=torch.float64) * 0.02)  # tied
+    param, before = model[0].weight, model[0].weight.detach().clone()
+    with bf.weights_in_format(model, "nvfp4") as (held, skipped):
+        assert held == ["0", "1"] and skipped == []
+        assert model[0].weight is param and model[1].weight is param and param.dtype == torch.float64
+        want = bf.decode(bf.encode(before, "nvfp4"), "nvfp4", tensor_scale=bf.nvfp4_tensor_scale(before))
+        assert torch.equal(param.detach(), want.double())  # converted once, seen by both layers
+        e = bf.weights_error(model, {"0": before, "1": before}, held)
+        se = float((want.double() - before).pow(2).sum())
+        assert e["values"] == before.numel() and e["mse"] == pytest.approx(se / before.numel(), rel=1e-12)
+        assert e["sqnr_db"] == pytest.approx(10 * np.log10(float(before.pow(2).sum()) / se), rel=1e-12)
+    assert model[0].weight is param and torch.equal(param.detach(), before)
+    with pytest.raises(ValueError, match="shape"):
+        bf.weights_error(model, {"0": before.T}, ["0"])
 
 
 def test_fake_quantize_kv_granularity():
