@@ -26,6 +26,7 @@ from torch import nn
 from helpers._validate import check_choice, check_finite_number, check_float_tensor, check_int, check_tensor
 from helpers.dynamic import Float32Island
 from helpers.kernels import int8_matmul
+from helpers.nonuniform import pack_codes, unpack_codes
 
 __all__ = [
     "layer_errors",
@@ -361,33 +362,28 @@ class Int8RefLinear(nn.Module):
 def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
     """Two 4-bit codes per byte, the first in the high nibble: ``byte = q[2i] << 4 | q[2i+1]`` (uint8, flat).
 
-    An odd count is padded with a zero code. Taught in 07_bnb.
+    An odd count is padded with a zero code. The course's one packer, ``helpers.nonuniform.pack_codes``
+    at 4 bits (the same order). Taught in 07_bnb.
     """
     check_tensor(q, "q")
     if q.dtype != torch.uint8:
         raise TypeError(f"q must be a uint8 tensor of 4-bit codes, got dtype {q.dtype}")
-    if int(q.max()) > 15:
+    if q.numel() and int(q.max()) > 15:
         raise ValueError(f"q must hold 4-bit codes 0..15, got a maximum of {int(q.max())}")
-    flat = q.reshape(-1)
-    if flat.numel() % 2:
-        flat = torch.cat([flat, flat.new_zeros(1)])
-    return (flat[0::2] << 4) | flat[1::2]
+    return pack_codes(q, 4)
 
 
 def unpack_nibbles(packed: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """The 4-bit codes of ``packed`` in order (high nibble first), the first ``n`` of them (uint8).
 
-    Taught in 07_bnb.
+    ``helpers.nonuniform.unpack_codes`` at 4 bits. Taught in 07_bnb.
     """
     check_tensor(packed, "packed")
     if packed.dtype != torch.uint8:
         raise TypeError(f"packed must be a uint8 tensor, got dtype {packed.dtype}")
-    flat = packed.reshape(-1)
-    q = torch.stack([flat >> 4, flat & 0x0F], dim=1).reshape(-1)
-    if n is not None:
-        n = check_int(n, "n", lo=1, hi=q.numel())
-        q = q[:n]
-    return q
+    if n is None and packed.numel() == 0:
+        return packed.new_zeros(0)
+    return unpack_codes(packed, 4, 2 * packed.numel() if n is None else n)
 
 
 def quantize_4bit(x: torch.Tensor, blocksize: int = 64, quant_type: str = "nf4") -> tuple[torch.Tensor, torch.Tensor]:
