@@ -137,31 +137,35 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def quantize_multiplier(multiplier: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed-point form of a real multiplier ``0 < M < 1``: ``M ~= m0 * 2^-(31 + shift)``.
+    """Fixed-point form of a real multiplier ``2^-32 <= M < 2^30``: ``M ~= m0 * 2^-(31 + shift)``.
 
     ``m0`` is a 31-bit integer in ``[2^30, 2^31)`` (``M`` normalised to [0.5, 1) and scaled by
-    2^31, as in Jacob et al. 2018, gemmlowp and TFLite) and ``shift >= 0`` the extra right shift.
-    ``M`` within 2^-32 of 1 (its 31-bit mantissa rounds up to 1.0) gets the largest ``m0 = 2^31 - 1``
-    with ``shift = 0`` (``M ~= 1 - 2^-31``), not a negative shift ``requantize`` cannot apply.
+    2^31, as in Jacob et al. 2018, gemmlowp and TFLite) and ``shift`` the extra right shift:
+    ``shift >= 0`` for ``M < 1`` (the usual case, ``s_x * s_w < s_y``), negative for ``M >= 1``,
+    which gemmlowp/TFLite apply as a left shift (``shift = -1`` for ``M`` in [1, 2)). ``M`` below 1
+    but within 2^-32 of it (its 31-bit mantissa rounds up to 1.0) gets the largest ``m0 = 2^31 - 1``
+    with ``shift = 0`` (``M ~= 1 - 2^-31``), so a multiplier below 1 stays a pure right shift.
     Returns int64 tensors of the same shape as ``multiplier``. Taught in 05_static.
     """
     if multiplier is None or isinstance(multiplier, (bool, str)):
-        raise TypeError(f"multiplier must be a real number or a float tensor in [2^-32, 1), got {multiplier!r}")
+        raise TypeError(f"multiplier must be a real number or a float tensor in [2^-32, 2^30), got {multiplier!r}")
     m = torch.as_tensor(multiplier, dtype=torch.float64)
     check_positive(m, "multiplier")
-    if bool((m >= 1).any()):
-        raise ValueError(f"multiplier must be < 1 (s_x * s_w / s_y), got max {m.max().item():.6g}")
+    if bool((m >= 2.0**30).any()):
+        raise ValueError(f"multiplier must be < 2^30 (s_x * s_w / s_y), got max {m.max().item():.6g}")
     mant, exp = torch.frexp(m)  # m = mant * 2^exp, mant in [0.5, 1)
     m0 = torch.round(mant * 2.0**31).to(torch.int64)
     carry = m0 == 2**31  # mantissa rounded up to 1.0
     m0 = torch.where(carry, m0 // 2, m0)
     exp = exp.to(torch.int64) + carry.to(torch.int64)
-    below_one = exp > 0  # M < 1 rounded up to exactly 1.0: keep it a right shift
+    below_one = (exp > 0) & (m < 1)  # M < 1 rounded up to exactly 1.0: keep it a right shift
     m0 = torch.where(below_one, torch.full_like(m0, 2**31 - 1), m0)
     exp = torch.where(below_one, torch.zeros_like(exp), exp)
     shift = -exp
     if bool((shift > 31).any()):
         raise ValueError("multiplier must be >= 2^-32 (a smaller one would shift every value to zero)")
+    if bool((shift < -30).any()):
+        raise ValueError("multiplier must be < 2^30 (it rounds up to 2^30)")
     return m0, shift
 
 
@@ -198,7 +202,8 @@ def requantize(
     """Integer-only rescaling of int32 accumulators: ``q = clamp(zp + ((acc * m0 + r) >> (31 + shift)))``.
 
     ``r = 2^(30 + shift)`` makes the shift round to nearest (ties upward). ``m0``/``shift`` come from
-    ``quantize_multiplier`` (scalars or one per output channel, the last dimension of ``acc``);
+    ``quantize_multiplier`` (scalars or one per output channel, the last dimension of ``acc``); a
+    negative ``shift`` (``M >= 1``) shifts right by less than 31, i.e. gemmlowp's left shift;
     ``relu=True`` clamps at ``zero_point`` (the real 0), which is how a fused ReLU costs nothing.
     Returns uint8 or int8 codes. Taught in 05_static.
     """
@@ -209,8 +214,8 @@ def requantize(
     zero_point = check_int(zero_point, "zero_point", lo=qmin, hi=qmax)
     if bool((m0 < 2**30).any()) or bool((m0 >= 2**31).any()):
         raise ValueError("m0 must lie in [2^30, 2^31) (use quantize_multiplier)")
-    if bool((shift < 0).any()) or bool((shift > 31).any()):
-        raise ValueError("shift must lie in 0..31 (use quantize_multiplier)")
+    if bool((shift < -30).any()) or bool((shift > 31).any()):
+        raise ValueError("shift must lie in -30..31 (use quantize_multiplier)")
     total = 31 + shift.to(torch.int64)
     rounding = torch.bitwise_left_shift(torch.ones_like(total), total - 1)
     y = torch.bitwise_right_shift(acc.to(torch.int64) * m0.to(torch.int64) + rounding, total)

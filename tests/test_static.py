@@ -231,7 +231,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="bn_eps"):
         fold_bn(torch.randn(4, 2), None, torch.zeros(4), torch.ones(4), 0.0)
     with pytest.raises(ValueError, match="multiplier"):
-        quantize_multiplier(1.5)
+        quantize_multiplier(2.0**30)
     with pytest.raises(ValueError, match="multiplier"):
         quantize_multiplier(0.0)
     m0, sh = quantize_multiplier(0.25)
@@ -296,7 +296,7 @@ def _fixed_point_reference(m: float) -> tuple[int, int]:
     m0 = round(mant * 2**31)  # exact: mant has 53 bits, the product is exact in float64
     if m0 == 2**31:
         m0, e = 2**30, e + 1
-    if e > 0:  # M < 1 rounded up to 1.0: the largest right-shift form instead
+    if e > 0 and m < 1:  # M < 1 rounded up to 1.0: the largest right-shift form instead
         m0, e = 2**31 - 1, 0
     return m0, -e
 
@@ -346,6 +346,28 @@ def test_quantize_multiplier_just_below_one_stays_a_right_shift():
     assert (int(m0), int(shift)) == (2**30, 0)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    st.floats(1.0, 2.0**30, exclude_max=True),
+    st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=40),
+)
+def test_multipliers_of_one_and_above_shift_left(m, acc):
+    """M >= 1 (gemmlowp/TFLite: a left shift): shift < 0, the same exact-integer rounding as below 1."""
+    if math.frexp(m)[0] * 2**31 >= 2**31 - 0.5 and math.frexp(m)[1] == 30:
+        return  # rounds up to 2^30: rejected (tested in test_bad_input_fixed_point)
+    m0, shift = quantize_multiplier(m)
+    assert (int(m0), int(shift)) == _fixed_point_reference(m)
+    assert 2**30 <= int(m0) < 2**31 and -30 <= int(shift) <= -1
+    assert abs(int(m0) * 2.0 ** -(31 + int(shift)) - m) <= m * 2.0**-30
+    q = requantize(torch.tensor(acc, dtype=torch.int64), m0, shift, 0, out_dtype="int8")
+    assert q.tolist() == _requantize_reference(acc, int(m0), int(shift), 0, -128, 127)
+    assert [int(v) for v in quantize_multiplier(1.0)] == [2**30, -1]  # 1 = 2^30 * 2^-30: codes pass unchanged
+    ones = requantize(
+        torch.tensor([-128, -1, 0, 5, 127], dtype=torch.int32), *quantize_multiplier(1.0), 0, out_dtype="int8"
+    )
+    assert ones.tolist() == [-128, -1, 0, 5, 127]
+
+
 def test_quantize_multiplier_below_one_unchanged():
     """Bit-identical to the committed formula away from the edge (lesson 05's outputs depend on it)."""
     ms = torch.tensor([2.0**-32, 1e-6, 0.0123456, 0.25, 0.3333, 0.5, 0.75, 0.999999], dtype=torch.float64)
@@ -359,13 +381,15 @@ def test_quantize_multiplier_below_one_unchanged():
 
 def test_bad_input_fixed_point():
     for bad in (None, "0.5", True):
-        with pytest.raises(TypeError, match=r"multiplier must be a real number or a float tensor in \[2\^-32, 1\)"):
+        with pytest.raises(TypeError, match=r"multiplier must be a real number or a float tensor in \[2\^-32, 2\^30\)"):
             quantize_multiplier(bad)
     for bad in (float("inf"), float("nan"), -1.0, 0.0):
         with pytest.raises(ValueError, match="multiplier"):
             quantize_multiplier(bad)
-    with pytest.raises(ValueError, match=r"multiplier must be < 1"):
+    with pytest.raises(ValueError, match=r"multiplier must be < 2\^30"):
         quantize_multiplier(torch.tensor([0.5, 1e300], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"multiplier must be < 2\^30"):
+        quantize_multiplier(math.nextafter(2.0**30, 0.0))  # its mantissa rounds up to 2^30
     with pytest.raises(ValueError, match=r"multiplier must be >= 2\^-32"):
         quantize_multiplier(2.0**-40)
     m0, sh = quantize_multiplier(0.25)
@@ -375,8 +399,8 @@ def test_bad_input_fixed_point():
         requantize(torch.zeros(3, dtype=torch.int32), None, sh, 0)
     with pytest.raises(TypeError, match="shift must be a torch.Tensor"):
         requantize(torch.zeros(3, dtype=torch.int32), m0, None, 0)
-    with pytest.raises(ValueError, match=r"shift must lie in 0\.\.31"):
-        requantize(torch.zeros(3, dtype=torch.int32), m0, torch.tensor(-1), 0)
+    with pytest.raises(ValueError, match=r"shift must lie in -30\.\.31"):
+        requantize(torch.zeros(3, dtype=torch.int32), m0, torch.tensor(-31), 0)
     for big in (2**31, -(2**31) - 1, 2**40):  # int64 beyond int32: acc * m0 would overflow int64 silently
         with pytest.raises(ValueError, match=r"acc must hold int32 values in -2\^31\.\.2\^31-1"):
             requantize(torch.tensor([0, big]), m0, sh, 0)

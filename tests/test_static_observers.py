@@ -144,7 +144,12 @@ def _heavy_tailed() -> dict[str, torch.Tensor]:
     u = torch.rand(60_000, generator=g).clamp(1e-7, 1 - 1e-7)
     laplace = -torch.sign(u - 0.5) * torch.log1p(-2 * (u - 0.5).abs())
     t3 = torch.randn(60_000, generator=g) / torch.sqrt((torch.randn(3, 60_000, generator=g) ** 2).mean(0))
-    return {"laplace": laplace, "laplace_relu": laplace.clamp(min=0), "student_t3": t3, "student_t3_relu": t3.clamp(min=0)}
+    return {
+        "laplace": laplace,
+        "laplace_relu": laplace.clamp(min=0),
+        "student_t3": t3,
+        "student_t3_relu": t3.clamp(min=0),
+    }
 
 
 @pytest.fixture(scope="module")
