@@ -26,6 +26,14 @@ def _layers():
     }
 
 
+def test_grid_label_ordinals():
+    from helpers.plotting.dynamic import _ordinal
+
+    assert [_ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 102, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "102nd", "111th"
+    ]  # fmt: skip
+
+
 def test_short_name():
     assert short_name("encoder.layer.3.output.dense") == "L3 output.dense"
     assert short_name("encoder.layer.0.attention.self.query") == "L0 attention.query"

@@ -28,13 +28,19 @@ def short_name(name: str) -> str:
     return name
 
 
+def _ordinal(n: int) -> str:
+    """2 -> "2nd", 3 -> "3rd", 11 -> "11th", 22 -> "22nd"."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _grid_ticks(ax, levels: np.ndarray, lo: float, hi: float) -> None:
     levels = levels[(levels >= lo) & (levels <= hi)]
     step = max(1, int(np.ceil(len(levels) / _MAX_TICKS)))
     shown = levels[::step]
     ax.vlines(shown, 0, 0.08, transform=ax.get_xaxis_transform(), color=COLORS["grid"], lw=0.8)
     if step > 1:
-        ax.text(0.99, 0.1, f"grid: every {step}th level", transform=ax.transAxes, ha="right", fontsize=7)
+        ax.text(0.99, 0.1, f"grid: every {_ordinal(step)} level", transform=ax.transAxes, ha="right", fontsize=7)
 
 
 def layer_figure(view: Mapping[str, object]) -> Figure:
