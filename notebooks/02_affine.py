@@ -24,6 +24,7 @@ sys.path.insert(0, str(pathlib.Path.cwd().parent))
 
 import copy
 import inspect
+import math
 import warnings
 from fractions import Fraction
 
@@ -61,8 +62,11 @@ print("threads:", torch.get_num_threads())
 # | **affine** (asymmetric) | $(x_{max}-x_{min})/(q_{max}-q_{min})$ | $q_{min} - \mathrm{round}(x_{min}/S)$ | fits $[x_{min}, x_{max}]$ |
 # | **scale** (symmetric) | $\max(\lvert x_{min}\rvert, \lvert x_{max}\rvert)\,/\,((q_{max}-q_{min})/2)$ | 0 | centred on 0 |
 #
-# The range is first widened to contain 0, so that $x = 0$ lands exactly on a code. `round` is
-# round-half-to-even (what `torch.round` and IEEE hardware do).
+# The range is first widened to contain 0, so that $x = 0$ lands exactly on a code. Which `round`, on a tie
+# $k + \tfrac12$, is itself a convention: PyTorch rounds half to even (the `torch.round` docs; its quantize kernels
+# use `nearbyint` in the default IEEE mode) and so does ONNX `QuantizeLinear` ("rounds to the nearest even");
+# TFLite's reference `AffineQuantize` uses `TfLiteRound`, i.e. C++ `std::round`, and gemmlowp's
+# `RoundingDivideByPOT` both round half **away from zero**. This course follows PyTorch: half to even.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Three ways the literature writes it
@@ -73,9 +77,40 @@ print("threads:", torch.get_num_threads())
 # | shift, then round | $q = \mathrm{round}(x/S + Z)$ | several papers and tutorials |
 # | multiplicative | $q = \mathrm{round}(s\,x + z)$, $s = \frac{2^b-1}{\alpha-\beta}$, $z = -\mathrm{round}(\beta s) - 2^{b-1}$ | the seminar notes (004) |
 #
-# With an integer $Z$, $\mathrm{round}(t) + Z$ and $\mathrm{round}(t + Z)$ agree **except on ties** ($t = k + \tfrac12$):
-# half-to-even picks the even neighbour, and adding an odd $Z$ flips which neighbour is even.
+# With an integer $Z$, $\mathrm{round}(t) + Z$ and $\mathrm{round}(t + Z)$ agree everywhere except on ties
+# ($t = k + \tfrac12$), and with half-to-even they differ on ties **only when $Z$ is odd**: half-to-even picks the even
+# neighbour, an even $Z$ keeps the parity of both neighbours, an odd $Z$ swaps it.
 # The multiplicative $s$ is $1/S$; computing $s\cdot x$ instead of $x \cdot (1/S)$ changes the float rounding.
+# Both claims, and torch's own tie-breaking, computed on ties $k + \tfrac12$ (in float64, where they are exact):
+
+# %% slideshow={"slide_type": "-"}
+t_demo = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5], dtype=torch.float64)
+half_even = lambda v: torch.where(torch.floor(v) % 2 == 0, torch.floor(v), torch.floor(v) + 1)  # ties only
+half_away = lambda v: torch.sign(v) * torch.floor(v.abs() + 0.5)
+torch_round = torch.round(t_demo)
+torch_codes = torch.quantize_per_tensor(t_demo.float(), 1.0, 0, torch.qint8).int_repr()
+print("t                        :", t_demo.tolist())
+print("torch.round              :", torch_round.tolist())
+print("torch.quantize_per_tensor:", torch_codes.tolist(), " (scale 1, zero_point 0)")
+print("half away from zero      :", half_away(t_demo).tolist(), " (TFLite std::round, gemmlowp)")
+assert torch.equal(torch_round, half_even(t_demo)) and torch.equal(torch_codes.double(), half_even(t_demo))
+assert not torch.equal(torch_round, half_away(t_demo))
+
+t_ties = torch.arange(-64, 64, dtype=torch.float64) + 0.5  # 128 ties
+zps = list(range(-4, 5))
+differ_even = {Z: int((torch.round(t_ties) + Z != torch.round(t_ties + Z)).sum()) for Z in zps}
+differ_away = {Z: int((half_away(t_ties) + Z != half_away(t_ties + Z)).sum()) for Z in zps}
+print(f"ties where round(t)+Z != round(t+Z), of {len(t_ties)}:")
+print("  Z                  :", "".join(f"{Z:5d}" for Z in zps))
+print("  half to even       :", "".join(f"{differ_even[Z]:5d}" for Z in zps))
+print("  half away from zero:", "".join(f"{differ_away[Z]:5d}" for Z in zps))
+assert all(differ_even[Z] == (len(t_ties) if Z % 2 else 0) for Z in zps)
+assert all(differ_away[Z] == abs(Z) for Z in zps)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Half to even: every tie differs when $Z$ is odd, none when $Z$ is even. Half away from zero has its own pattern:
+# the two orders differ only on the $|Z|$ ties between $0$ and $-Z$, where adding $Z$ flips the sign of $t$.
+# A kernel must match both the rounding mode and the order of round and shift.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## By hand: [-2, 2] → int8
@@ -223,18 +258,36 @@ for restricted, lo_hi in ((False, None), (True, (-127, 127))):
     rows.append(x_hat_[-1].item())
 assert rows[0] < 1.0 and rows[1] == 1.0
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
-# Full range: +1.0 is clipped to code 127 and comes back as 127/127.5 — the one value that matters most for a
-# weight tensor (its largest) is the one that is wrong. Restricted range gives up one code (log2(255/256) of a bit)
-# to make the grid symmetric; it also avoids the −128 × −128 product that overflows int16 pairs in some SIMD kernels.
+# %% slideshow={"slide_type": "fragment"}
+bits_lost = math.log2(256 / 255)  # capacity of 256 codes minus that of 255
+assert 0 < bits_lost < 0.01
+display(Markdown(f"""Full range: +1.0 is clipped to code 127 and comes back as 127/127.5 = {rows[0]:.5f} — the one value
+that matters most for a weight tensor (its largest) is the one that is wrong. Restricted range gives up one code,
+$\\log_2(256/255) = {bits_lost:.4f}$ bits, to make the grid symmetric; it also avoids the −128 × −128 product that
+overflows int16 pairs in some SIMD kernels."""))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### Why zero must be exactly representable
 #
-# Zeros are everywhere in a network: the zero padding of every convolution, ReLU outputs (half the activations),
-# pruned weights, the background of an image. If 0 decodes to $\varepsilon \ne 0$, every one of them adds a bias
+# Zeros are everywhere in a network: the zero padding of every convolution, ReLU outputs (measured on the digits
+# CNN just below), pruned weights, the background of an image. If 0 decodes to $\varepsilon \ne 0$, every one of them adds a bias
 # $\varepsilon \sum w$ to the next layer — an error that does not average out. The qparams above widen the range to
-# contain 0 and round the zero-point to an integer, so $\hat x(0) = (Z - Z)\,S = 0$ exactly:
+# contain 0 and round the zero-point to an integer, so $\hat x(0) = (Z - Z)\,S = 0$ exactly.
+
+# %% slideshow={"slide_type": "-"}
+relu_outs = {}
+cnn = load_digits_cnn()
+hooks = [m.register_forward_hook(lambda m, i, o, n=n: relu_outs.__setitem__(n, o.detach()))
+         for n, m in cnn.named_modules() if isinstance(m, torch.nn.ReLU)]
+with torch.no_grad():
+    cnn(load_digits_split().x_test)
+for h in hooks:
+    h.remove()
+zero_frac = {n: (o == 0).double().mean().item() for n, o in relu_outs.items()}
+zero_all = sum(int((o == 0).sum()) for o in relu_outs.values()) / sum(o.numel() for o in relu_outs.values())
+print(f"digits CNN on its test images: {100 * zero_all:.1f}% of all ReLU outputs are exactly 0 "
+      f"({min(zero_frac.values()) * 100:.0f}% to {max(zero_frac.values()) * 100:.0f}% per ReLU layer, {len(zero_frac)} layers)")
+assert min(zero_frac.values()) > 0.5  # at least half of every ReLU layer's outputs are exact zeros
 
 # %% slideshow={"slide_type": "-"}
 g = torch.Generator().manual_seed(0)
@@ -579,6 +632,35 @@ assert moved > 0.1 and mse_bad > 2 * mse_ok and steps(x_hat_r, s_r) <= 0.5 + 1e-
 assert steps(dequantize(q_mismatch, s_full, z_full), s_full) > 1
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
+# The fix's MSE is even lower than the matched full range's, although its step is larger. Where do the grids'
+# levels fall relative to this data, which piles up at ±1?
+
+# %% slideshow={"slide_type": "-"}
+near_end = (x_act.abs() >= 0.99).double()  # the pile-up at the ends of tanh
+grids = {"full [-8, 7]": (s_full, z_full, qrange(4)), "restricted [-7, 7]": (s_r, z_r, qrange(4, restricted=True))}
+split_mse = {}
+for name, (s_g, z_g, (lo_g, hi_g)) in grids.items():
+    err2 = (fake_quantize(x_act, s_g, z_g, lo_g, hi_g).double() - x_act.double()) ** 2
+    pos = [(v / s_g.double() + int(z_g)).item() for v in (-1.0, 1.0)]  # where -1 and +1 fall, in codes
+    ends = (err2 * near_end).sum().item() / len(x_act)
+    split_mse[name] = (ends, (err2 * (1 - near_end)).sum().item() / len(x_act), s_g.item())
+    print(f"{name:18s} S = {s_g.item():.4f}, Z = {int(z_g):2d}, levels {(lo_g - int(z_g)) * s_g.item():+.4f} .. "
+          f"{(hi_g - int(z_g)) * s_g.item():+.4f};  -1, +1 at codes {pos[0]:+.2f}, {pos[1]:+.2f};  "
+          f"MSE from |x| >= 0.99: {ends:.2e}, from the rest: {split_mse[name][1]:.2e}")
+print(f"{100 * near_end.mean().item():.1f}% of the samples have |x| >= 0.99")
+(end_f, mid_f, sf), (end_r, mid_r, sr) = split_mse.values()
+assert end_f > 100 * end_r and end_f > mid_f  # the pile-up dominates the full grid's error, not the restricted one's
+assert mid_r > mid_f  # inside, the restricted grid's larger step costs more, as S^2/12 predicts
+
+# %% slideshow={"slide_type": "fragment"}
+display(Markdown(f"""The full range has 15 steps over [−1, 1] and must put 0 on a level, so ±1 are ±7.5 steps away:
+the grid is shifted (Z = {int(z_full)}) and **both** ends of the data land half a step from the nearest level.
+Here {100 * near_end.mean().item():.1f}% of the samples sit within 0.01 of ±1, and they contribute
+{end_f:.2e} of the full range's MSE. The restricted range has 14 steps, so ±1 = ±7 steps are levels and the pile-up
+costs only {end_r:.1e}. Its larger step ({sr:.4f} vs {sf:.4f}) raises the error on the rest of the data from
+{mid_f:.2e} to {mid_r:.2e} — there the full range's smaller step wins — far less than it saves at the ends."""))
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
 # Every value that needed the dropped code is off by up to a step and a half — silently, no error is raised. Fix: derive the scale,
 # zero-point and clamp bounds from one `qrange(bits, signed, restricted)` call, and give the observer
 # (`quant_min`/`quant_max`) the range the kernel really uses.
@@ -616,7 +698,7 @@ display(Markdown(f'''
   On ReLU-like data the symmetric grid measured {relu_gap:.1f} dB worse at 3 bits.
 - [-2, 2] → int8: PyTorch's float32 qparams are $S = {scale.item():.6f}$, $Z = {zero_point.item()}$; exact arithmetic
   hits the tie −127.5 and gives $Z = 0$. 1.3 → {q.item()} → {x_hat.item():.4f}; a hand scale of 0.0157 gives {x_hat_hand:.4f}.
-- `round(x/S)+Z` and `round(x/S+Z)` differ on every exact tie when $Z$ is odd ({(a != b).sum().item()} of {len(ties)} here);
+- `round(x/S)+Z` and `round(x/S+Z)` differ on every exact tie when $Z$ is odd ({(a != b).sum().item()} of {len(ties)} here), never when $Z$ is even;
   match PyTorch's order and half-to-even rounding, and the same full/restricted range end to end.
 - Error = rounding + clipping (a U-curve in the clip range); SQNR grows {fits["uniform"][0]:.2f} dB per bit on uniform data.
 - Finer scales help: on the CNN's 4-bit weights per-channel cut the MSE {total["per-tensor"] / total["per-channel"]:.1f}×

@@ -145,6 +145,20 @@ def test_conventions_differ_only_on_ties():
     )
 
 
+@pytest.mark.parametrize("zp", range(-5, 6))
+def test_conventions_on_ties_differ_iff_zero_point_odd(zp):
+    # every tie k + 1/2 inside the clamp range: half-to-even makes the two orders differ on all of them
+    # when zp is odd (it swaps the parity of both neighbours) and on none when zp is even
+    scale = 0.25  # power of two: x * (1/scale) is exact, so these x are exact ties
+    x = (torch.arange(-100, 100, dtype=torch.float32) + 0.5) * scale
+    a = A.quantize(x, scale, zp, -128, 127, convention="round_then_shift")
+    b = A.quantize(x, scale, zp, -128, 127, convention="shift_then_round")
+    n_differ = int((a != b).sum())
+    assert n_differ == (len(x) if zp % 2 else 0)
+    ref = torch.quantize_per_tensor(x, scale, zp, torch.qint8).int_repr()
+    assert torch.equal(a, ref)  # torch rounds then shifts, half to even
+
+
 def test_per_group_shapes_and_values():
     x = _random((4, 8))
     q, scale, zp = A.quantize_tensor(x, 4, granularity="group", axis=1, group_size=4)
