@@ -12,7 +12,10 @@ holds normal numbers, and only ``S.1111.111`` is NaN, so its largest value is ``
 
 Rounding follows PyTorch's casts bit for bit (checked in ``tests/test_float_bits.py``): the input is
 first cast to float32, then rounded to nearest with ties to even; overflow gives ±inf in fp16,
-bf16 and fp8_e5m2, while ``.to(torch.float8_e4m3fn)`` saturates to ±448 (even ±inf becomes ±448).
+bf16 and fp8_e5m2, while ``.to(torch.float8_e4m3fn)`` saturates to ±448 (even ±inf becomes ±448;
+NaN stays NaN). That saturation is what the pinned torch 2.14.1 does on CPU (all three CPU code paths);
+earlier releases' CPU cast gave NaN on finite overflow (changed in pytorch/pytorch#178817), and
+other casts (``float8_e4m3fnuz``, ml_dtypes) give NaN.
 """
 
 from __future__ import annotations
@@ -150,13 +153,18 @@ def round_to_format(x: torch.Tensor, fmt: str) -> torch.Tensor:
     x32 = _as_float32(x, "x")
     if info.name == "fp32":
         return x32.clone()
-    # k = floor(log2|x|) read from the float32 exponent field (fp32 subnormals get -127; clamped to emin)
-    k = ((x32.view(torch.int32) >> 23) & 0xFF) - 127
-    spacing = _pow2_float32(k.clamp_min(info.emin) - info.man_bits)
-    x_hat = torch.round(x32 / spacing) * spacing  # exact scaling by a power of two; round is half-to-even
+    x_hat = _round_unbounded(x32, info)
     overflow = x_hat.abs() > info.max  # also true for +-inf; NaN stays NaN
     limit = math.inf if info.has_inf else info.max  # float8_e4m3fn: torch's cast saturates
     return torch.where(overflow, torch.copysign(torch.full_like(x_hat, limit), x32), x_hat)
+
+
+def _round_unbounded(x32: torch.Tensor, info: FloatFormat) -> torch.Tensor:
+    """``x32`` rounded (ties to even) to ``info``'s spacing with no upper exponent limit: may exceed ``info.max``."""
+    # k = floor(log2|x|) read from the float32 exponent field (fp32 subnormals get -127; clamped to emin)
+    k = ((x32.view(torch.int32) >> 23) & 0xFF) - 127
+    spacing = _pow2_float32(k.clamp_min(info.emin) - info.man_bits)
+    return torch.round(x32 / spacing) * spacing  # exact scaling by a power of two; round is half-to-even
 
 
 def _pow2_float32(n: torch.Tensor) -> torch.Tensor:
@@ -379,11 +387,16 @@ def value_from_bits(bits: str | int, fmt: str) -> FloatBits:
 def ulp(x: torch.Tensor, fmt: str) -> torch.Tensor:
     """Spacing between adjacent values of ``fmt`` at each ``x``: ``2^(max(floor(log2|x_hat|), emin) - M)`` (float64).
 
-    ``x`` is first rounded to ``fmt``; zeros and subnormals get the subnormal spacing, inf/NaN give NaN.
-    Relative spacing ``ulp / |x|`` is at most ``eps`` for normals. Taught in 01_float_bits.
+    ``x`` is first rounded to ``fmt``; zeros and subnormals get the subnormal spacing. Values outside the
+    format's range give NaN: inf/NaN, and every ``x`` that rounds past ``max`` (``|x| >= max + ulp(max)/2``),
+    whether the cast then overflows to inf or, as fp8_e4m3's saturates, to ±max (ulp(1000) in fp8_e4m3
+    is NaN, not the gap at 448). Relative spacing ``ulp / |x|`` is at most ``eps`` for normals.
+    Taught in 01_float_bits.
     """
     info = _check_fmt(fmt)
-    r = round_to_format(x, fmt).to(torch.float64).abs()
+    x32 = _as_float32(x, "x")
+    r = round_to_format(x32, fmt).to(torch.float64).abs()
+    r = torch.where(_round_unbounded(x32, info).abs() > info.max, torch.full_like(r, math.inf), r)
     safe = torch.where(torch.isfinite(r) & (r > 0), r, torch.ones_like(r))
     k = _unbiased_exponent(safe).clamp_min(info.emin)
     k = torch.where(r > 0, k, torch.full_like(k, info.emin))

@@ -218,8 +218,25 @@ for fmt in FORMATS:
     u = ulp(torch.tensor([1.0, 1000.0]), fmt)
     assert u[0] == format_info(fmt).eps
     print(f"{fmt:9s} ulp(1) = {u[0].item():.3g}   ulp(1000) = {u[1].item():.3g}")
-big = torch.tensor([1000.0])
-print("fp16: 1000 + 0.25 ->", round_to_format(big + 0.25, "fp16").item(), "(a quarter is below half an ulp at 1000)")
+e4 = format_info("fp8_e4m3")
+assert 1000 > e4.max and math.isnan(ulp(torch.tensor([1000.0]), "fp8_e4m3").item())  # no gap at 1000: out of range
+print(f"fp8_e4m3: 1000 is past its max {e4.max:g}, so it has no ulp there (nan); "
+      f"the cast saturates it to {round_to_format(torch.tensor([1000.0]), 'fp8_e4m3').item():g} (pitfall 4)")
+
+# %% slideshow={"slide_type": "fragment"}
+# fp16 at 1000: half an ulp is exactly representable, so x = 1000 + ulp/2 is a tie, decided by ties-to-even
+u = ulp(torch.tensor([1000.0]), "fp16").item()
+print(f"fp16: ulp(1000) = {u:g}, half an ulp = {u / 2:g}")
+got = {}
+for x in (1000 + u / 2, 1000 + 3 * u / 2, 1000 + u / 2 + 2**-10):  # all exact in float32
+    lo = math.floor(x / u) * u
+    m_lo, m_hi = (float_bits(v, "fp16").mantissa for v in (lo, lo + u))
+    got[x] = round_to_format(torch.tensor([x]), "fp16").item()
+    assert got[x] == torch.tensor([x]).half().item()  # the same as torch's cast
+    why = "tie: to the even mantissa" if x - lo == u / 2 else "nearest"
+    print(f"{x:<13.10g} between {lo:g} (mantissa {m_lo}) and {lo + u:g} (mantissa {m_hi}) -> {got[x]:g}  {why}")
+assert got[1000 + u / 2] == 1000 and int(float_bits(1000.0, "fp16").mantissa, 2) % 2 == 0  # tie, down to even
+assert got[1000 + 3 * u / 2] == 1001 and got[1000 + u / 2 + 2**-10] == 1000 + u  # tie up to even; past it: up
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Range vs precision: fp16 against bf16, e4m3 against e5m2
@@ -356,14 +373,36 @@ print("fp16 0.1 == fp32 0.1 (promoted to fp32):    ", bool(a16 == torch.tensor(0
 print("isclose with rtol = eps(fp16):", bool(torch.isclose(a16.float(), torch.tensor(0.1), rtol=format_info("fp16").eps)))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# ### 4 · fp8 e4m3 saturates silently
+# ### 4 · fp8 overflow: saturation, inf or NaN, depending on the cast
 
 # %% slideshow={"slide_type": "-"}
-big = torch.tensor([300.0, 1e4, math.inf])
-print("to float8_e4m3fn:", big.to(torch.float8_e4m3fn).float().tolist(), "  (no inf, no error)")
-print("to float8_e5m2:  ", big.to(torch.float8_e5m2).float().tolist())
+version = torch.__version__.split("+")[0]
+big = torch.tensor([300.0, 1000.0, 1e4, math.inf, -math.inf, math.nan])
+print(f"torch {version}, device {big.device}: x = {big.tolist()}")
+casts = {}
+for dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz):
+    casts[dtype] = str(big.to(dtype).float().tolist())  # no error, no warning
+    print(f"to {str(dtype)[6:]:15s} (max {torch.finfo(dtype).max:>5g}): {casts[dtype]}")
+changed = f"torch {version}'s CPU cast differs from the pinned 2.14.1's"
+assert casts[torch.float8_e4m3fn] == "[288.0, 448.0, 448.0, 448.0, -448.0, nan]", changed  # saturates, inf too
+assert casts[torch.float8_e5m2] == "[320.0, 1024.0, 10240.0, inf, -inf, nan]", changed  # has inf: overflows to it
+assert casts[torch.float8_e4m3fnuz] == "[nan, nan, nan, nan, nan, nan]", changed  # past its max 240: NaN
+
+# %% slideshow={"slide_type": "fragment"}
+display(Markdown(
+    f"In torch {version} on CPU (the same on all three CPU code paths) `.to(torch.float8_e4m3fn)` saturates: "
+    f"{big[1].item():g}, {big[2].item():g} and even inf become {big.to(torch.float8_e4m3fn)[1].float().item():g}, "
+    "NaN stays NaN, and "
+    "nothing warns. `float8_e5m2` has an inf and overflows to it; `float8_e4m3fnuz` turns everything past "
+    f"its max {torch.finfo(torch.float8_e4m3fnuz).max:g} into NaN. Overflow is the cast's choice, not the format's: "
+    "the OCP fp8 spec allows both saturating and non-saturating conversion, torch's own CPU cast gave NaN "
+    "on finite e4m3 overflow before pytorch/pytorch#178817 (2026), ml_dtypes' `float8_e4m3fn` gives NaN, "
+    "and GPU kernels pick their own mode (not run here). Check the cast you deploy with; better, never rely on it:"
+))
+
+# %% slideshow={"slide_type": "-"}
 # fix: scale into range first (per-tensor amax scaling, as fp8 training does), unscale after
-finite = big[:2]
+finite = big[[0, 2]]
 scale = finite.abs().max() / format_info("fp8_e4m3").max
 back = round_to_format(finite / scale, "fp8_e4m3") * scale
 print("scaled e4m3 round trip:", back.tolist())
@@ -373,7 +412,7 @@ assert back[1] == finite[1]
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
-# - A float is sign × (1 + m/2^M) × 2^(e − bias); subnormals drop the hidden 1, and the all-ones exponent is inf/NaN (except fp8 e4m3, which saturates).
+# - A float is sign × (1 + m/2^M) × 2^(e − bias); subnormals drop the hidden 1, and the all-ones exponent is inf/NaN (except fp8 e4m3, which keeps numbers there and has no inf: what overflow gives — saturation or NaN — depends on the cast).
 # - Exponent bits buy range, mantissa bits buy precision: fp16 vs bf16 and e4m3 vs e5m2 are the same trade made two ways.
 # - The gap between neighbours (ULP) doubles with every power of two; relative error stays below eps/2 for normals.
 # - Rounding the trained digits CNN's weights to fp16 or bf16 left its test accuracy unchanged, and the fp8 formats stayed within a point of fp32 (asserted above); what fp8 loses is range, so real fp8 use scales tensors into range first — which is where the integer formats of lesson 02 begin.

@@ -225,6 +225,27 @@ def test_ulp_is_eps_at_one_and_the_gap_to_the_next_code(fmt):
     assert torch.equal(ulp(x, fmt), nxt - r.to(torch.float64))
 
 
+def test_ulp_is_nan_outside_the_range_even_where_the_cast_saturates():
+    # fp16: 65519 rounds to max 65504 (ulp 32); 65520 = max + ulp/2 is a tie that rounds past max (inf)
+    got = ulp(torch.tensor([65504.0, 65519.0, 65520.0, 1000.0, math.inf, math.nan]), "fp16")
+    assert got[:2].tolist() == [32.0, 32.0] and got[3] == 0.5 and bool(got[[2, 4, 5]].isnan().all())
+    # fp8_e4m3: 464 = 448 + 16 ties to 448 (even mantissa 110); above it the cast saturates to 448,
+    # but 1000 has no ulp in the format (not the gap at 448)
+    x = torch.tensor([448.0, 464.0, 464.03125, 480.0, 1000.0, -1000.0, math.inf])
+    got = ulp(x, "fp8_e4m3")
+    assert got[:2].tolist() == [32.0, 32.0] and bool(got[2:].isnan().all())
+    assert x.to(torch.float8_e4m3fn).float()[2:].abs().tolist() == [448.0] * 5  # what torch 2.14.1's CPU cast does
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16", "fp8_e5m2"])
+def test_ulp_is_nan_exactly_where_torchs_cast_overflows(fmt):
+    info = format_info(fmt)
+    hi = min(info.max * 1.1, torch.finfo(torch.float32).max)  # bf16's max * 1.1 is past float32's
+    x = torch.linspace(info.max * 0.9, hi, 20001, dtype=torch.float64).to(torch.float32)
+    x = torch.cat([x, -x])
+    assert torch.equal(ulp(x, fmt).isnan(), x.to(info.torch_dtype).float().isinf())
+
+
 # ---------------------------------------------------------------- properties
 
 finite32 = st.floats(allow_nan=False, allow_infinity=False, width=32)
