@@ -26,6 +26,7 @@ from torch import nn
 from helpers._validate import check_choice, check_finite_number, check_float_tensor, check_int, check_tensor
 from helpers.dynamic import Float32Island
 from helpers.kernels import int8_matmul
+from helpers.measure import unique_storage_bytes
 from helpers.nonuniform import pack_codes, unpack_codes
 
 __all__ = [
@@ -531,15 +532,7 @@ def storage_bytes(model: nn.Module, *, include_tables: bool = True) -> int:
                 t = getattr(holder, name, None)
                 if isinstance(t, torch.Tensor):
                     tensors.append(t)
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for t in tensors:
-        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        if key in seen:
-            continue
-        seen.add(key)
-        total += t.untyped_storage().nbytes()
-    return total
+    return unique_storage_bytes(tensors)
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -549,17 +542,9 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    seen: set[int] = set()
-    total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if isinstance(value, torch.Tensor):
-                ptr = value.untyped_storage().data_ptr()
-                if ptr in seen:
-                    continue
-                seen.add(ptr)
-                total += value.untyped_storage().nbytes()
-    return total
+    return unique_storage_bytes(
+        value for state in optimizer.state.values() for value in state.values() if isinstance(value, torch.Tensor)
+    )
 
 
 # ----------------------------------------------------------------------------- 8-bit Adam

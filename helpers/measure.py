@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import torch
@@ -22,7 +22,15 @@ from torch import nn
 
 from helpers._validate import check_int
 
-__all__ = ["serialized_size", "tensor_bytes", "Timing", "measure_latency", "latency_ratio", "fmt_mb"]
+__all__ = [
+    "serialized_size",
+    "unique_storage_bytes",
+    "tensor_bytes",
+    "Timing",
+    "measure_latency",
+    "latency_ratio",
+    "fmt_mb",
+]
 
 
 def serialized_size(obj: nn.Module | dict) -> int:
@@ -38,19 +46,31 @@ def serialized_size(obj: nn.Module | dict) -> int:
     return buffer.getbuffer().nbytes
 
 
+def unique_storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of the storages behind ``tensors``, each storage counted once (views and tied weights share one).
+
+    The course's one byte counter: ``tensor_bytes`` and ``helpers.bnb``'s model and optimizer-state
+    counts are built on it.
+    """
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for t in tensors:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"tensors must hold torch.Tensor values, got {type(t).__name__}")
+        storage = t.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        if key in seen:
+            continue
+        seen.add(key)
+        total += storage.nbytes()
+    return total
+
+
 def tensor_bytes(model: nn.Module) -> int:
     """Bytes held by every parameter and buffer of ``model`` (each storage counted once)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    seen: set[int] = set()
-    total = 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        key = t.untyped_storage().data_ptr()
-        if key in seen:
-            continue
-        seen.add(key)
-        total += t.untyped_storage().nbytes()
-    return total
+    return unique_storage_bytes(list(model.parameters()) + list(model.buffers()))
 
 
 def fmt_mb(n_bytes: int) -> str:

@@ -200,3 +200,14 @@ def test_measure_latency_min_time():
 def test_fmt_mb():
     assert fmt_mb(90_912_345) == "90.9 MB"
     assert fmt_mb(0) == "0.0 MB"
+
+
+def test_unique_storage_bytes_counts_each_storage_once():
+    from helpers.measure import unique_storage_bytes
+
+    a = torch.zeros(10, dtype=torch.float32)
+    b = torch.zeros(3, dtype=torch.int8)
+    assert unique_storage_bytes([a, a[2:5], a.view(2, 5), b]) == 40 + 3  # views share a's storage
+    assert unique_storage_bytes([]) == 0
+    with pytest.raises(TypeError, match="tensors"):
+        unique_storage_bytes([a, 3])
