@@ -67,8 +67,9 @@ print("threads:", torch.get_num_threads(), "| quantized engine:", torch.backends
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Idea
 #
-# A Linear layer computes $y = x W^\top + b$. Quantize $W$ once, symmetric int8 per output channel:
-# $q_W = \mathrm{round}(W / s_W)$ with $s_W = \max|W_j| / 127.5$.
+# A Linear layer computes $y = x W^\top + b$. Quantize $W$ once, symmetric int8. Here with one scale per output
+# channel, $q_W = \mathrm{round}(W / s_W)$ with $s_{W,j} = \max|W_j| / 127.5$; `torch.ao`'s default `quantize_dynamic`
+# uses one scale for the whole tensor (both variants are measured below).
 #
 # - **Weight-only (W8A32):** store $q_W$ (4× smaller), dequantize on the fly: $y = x\,(s_W q_W)^\top + b$. The matmul stays float.
 # - **Dynamic (W8A8):** at every call take $x$'s own range, $s_x = (\max x - \min x)/(q_{max}-q_{min})$, zero point $z_x$,
@@ -346,10 +347,11 @@ latency_plot(LATENCY_BATCH_SIZES, speedup)
 
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# Read the printed ratios, not a promise. Dynamic int8 only pays when the matmuls are big enough to hide the per-call
-# cost of finding min/max and quantizing each input — compare batch 1 with the larger batches. torchao's int8 configs run as
-# eager tensor-subclass dispatch on CPU (they are built for `torch.compile` and GPUs); the last lines say where they were
-# slower than fp32 in this run. `python -m helpers.bench --only dynamic` repeats fp32 / classic / mixed with more repeats.
+# Read the printed ratios, not a promise: they are this run's, on this machine. Every call pays for finding its input's
+# min/max and quantizing it on top of the int8 matmul; whether the matmul saves more than that depends on the matrix
+# sizes and the kernels, so the ratio need not grow with the batch. torchao's int8 configs run as eager tensor-subclass
+# dispatch on CPU (they are built for `torch.compile` and GPUs); the last lines say where they were slower than fp32 in
+# this run. `python -m tools.bench --only dynamic` repeats fp32 / classic / mixed with more repeats.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Pitfalls
@@ -365,7 +367,9 @@ class ConvNet(nn.Module):
 
 
 q_net = tq.quantize_dynamic(ConvNet(), {nn.Linear, nn.Conv2d}, dtype=torch.qint8)
-print("asked for Conv2d too; got:", type(q_net.conv).__name__, "and", type(q_net.fc).__name__)
+print(f"asked for Conv2d and Linear: conv is still a float {type(q_net.conv).__name__} (torch.ao has no dynamic "
+      f"Conv2d, and says nothing); fc became {type(q_net.fc).__name__}")
+assert type(q_net.conv) is nn.Conv2d and type(q_net.fc) is not nn.Linear
 try:
     swap_linears(ConvNet(), include=["conv", "fc"])
 except TypeError as e:
