@@ -1,8 +1,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 · Uniform vs non-uniform quantization
 #
-# Codebooks, power-of-two levels, k-means, NF4 derived from the normal distribution, FP4 — and why
-# hardware still prefers the plain uniform grid.
+# Codebooks, power-of-two levels, k-means, NF4 derived from the normal distribution, FP4 — and which
+# grids hardware can multiply directly (integers and small floats) and which need a table lookup.
 
 # %% slideshow={"slide_type": "skip"}
 # %matplotlib inline
@@ -44,7 +44,7 @@ print("torch threads:", torch.get_num_threads())
 # - See the difference between a **uniform grid** (`x_hat = scale · (q - zero_point)`) and a **codebook** (`x_hat = levels[q]`).
 # - Build the non-uniform codebooks used in practice: power-of-two, k-means (Lloyd), **NF4** (derived, then checked against bitsandbytes) and **FP4**.
 # - Measure where each one wins and where it loses — on Gaussian and on heavy-tailed weights, per block.
-# - Understand why hardware still prefers uniform grids, and what a codebook really costs in storage.
+# - Understand which grids hardware multiplies natively (integers, fp8/fp4 floats) and which need a lookup, and what a codebook really costs in storage.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Idea
@@ -92,9 +92,11 @@ assert mse_km < mse_uni
 # ## Reference implementation
 #
 # Nearest level = `torch.bucketize` on the midpoints between levels (ties go to the lower level, as in bitsandbytes).
+# Below, unedited: the full source of `codebook_quantize` and of the private `_nearest` it calls.
 
 # %% slideshow={"slide_type": "-"}
-print(inspect.getsource(nu.codebook_quantize).split('    """')[0] + inspect.getsource(nu._nearest).split('"""')[-1])
+print(inspect.getsource(nu.codebook_quantize))
+print(inspect.getsource(nu._nearest))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # k-means in one dimension is cheap: sort once, keep prefix sums of $x$ and $x^2$; each Lloyd step then finds the
@@ -146,7 +148,9 @@ for name in tensors:
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## NF4, derived step by step
 #
-# QLoRA's NormalFloat: levels at **quantiles of N(0, 1)**, so each level gets equal probability mass, with an exact zero.
+# QLoRA's NormalFloat: levels at **evenly spaced quantiles of N(0, 1)**, with an exact zero. QLoRA motivates this as
+# equal expected mass per level; how far from equal the occupancy really is after blockwise absmax scaling is measured
+# after the bitsandbytes check below.
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # 1. With $n = 16$ codes, the outermost quantile cannot be $\Phi^{-1}(1) = \infty$: use the offset
@@ -211,6 +215,45 @@ print("codes equal:", torch.equal(q, nibbles), "| derived-table codes equal:", t
 # Bit-exact: same absmax, same codes, same bytes, same dequantized floats. The match needs bitsandbytes' arithmetic:
 # scale by `x * (1/absmax)` (a reciprocal then a multiply, not a division), clamp to [-1, 1], and send ties to the
 # lower level. With our derived table the codes agree here too; only a value within ~1e-7 of a midpoint could flip.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Are NF4's codes equally used?
+#
+# Fraction of weights on each NF4 code after blockwise absmax (block 64), on the two real weights and on seeded
+# Gaussian data. Equal mass would put 1/16 = 6.25% on every code.
+
+# %% slideshow={"slide_type": "-"}
+occ_data = {**tensors, "Gaussian N(0,1)": torch.randn(2**16, generator=torch.Generator().manual_seed(0))}
+occupancy = {}
+for name, w in occ_data.items():
+    q_occ, _ = nu.blockwise_absmax_codebook(w, nu.nf4_levels(), 64)
+    occupancy[name] = torch.bincount(q_occ.long(), minlength=16).double() / q_occ.numel()
+print(f"{'code':>4} {'level':>7} " + " ".join(f"{name:>16s}" for name in occupancy))
+for i, lv in enumerate(nu.nf4_levels().tolist()):
+    print(f"{i:4d} {lv:7.4f} " + " ".join(f"{100 * float(o[i]):15.1f}%" for o in occupancy.values()))
+gauss = occ_data["Gaussian N(0,1)"][: 2**16].reshape(-1, 64)
+absmax_sigma = float(gauss.abs().amax(1).double().mean())
+end_sigma = float(torch.special.ndtri(torch.tensor(nu.nf4_offset(4), dtype=torch.float64)))
+for name, o in occupancy.items():
+    assert float(o.max() / o.min()) > 2, name  # far from equal mass on every tensor
+
+# %% slideshow={"slide_type": "fragment"}
+zero_idx = int(torch.nonzero(nu.nf4_levels() == 0)[0])
+spread = "; ".join(
+    f"{name}: {100 * float(o.min()):.1f}% to {100 * float(o.max()):.1f}%" for name, o in occupancy.items()
+)
+display(
+    Markdown(
+        f"The levels are **not** equally used after block absmax: per-code occupancy ranges {spread} (equal mass: 6.25%). "
+        f"Two reasons. The derivation puts ±1 at the quantile {end_sigma:.3f}σ, but a block of 64 Gaussian values "
+        f"has a mean absmax of {absmax_sigma:.2f}σ, so after division the data is narrower than the levels assume and "
+        "the centre codes fill up while the outer ones starve. And every block's absmax lands exactly on ±1, "
+        "so at least 1/64 of the weights sits on an end code whatever the distribution. "
+        "The zero code alone holds "
+        + ", ".join(f"{100 * float(o[zero_idx]):.1f}% ({name})" for name, o in occupancy.items())
+        + "."
+    )
+)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## MSE at 2, 3, 4 bits
@@ -302,6 +345,81 @@ display(
     )
 )
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The same comparison at equal storage
+#
+# The tables above compare formats at equal *code* bits, but they do not store the same number of bits: the affine
+# grid keeps a scale **and** a zero-point per block, k-means a fitted codebook. Charge every side value and compare at
+# equal **bits per weight**: an fp32 absmax (or scale) per block for every method, plus a zero-point of `bits` bits
+# per block for affine (it lies in the code range), plus 2^b fp32 levels per tensor for k-means. For each budget,
+# each method gets its best bit width and block size (32 to 512) that fits.
+
+# %% slideshow={"slide_type": "-"}
+sweep = {}
+for dname, x in dists.items():
+    for bs in (32, 64, 128, 256, 512):
+        for bits in (2, 3, 4):
+            for m in methods:
+                if m == "fp4" and bits != 4:
+                    continue
+                res = nu.nonuniform_fake_quantize(x, m, bits, bs)
+                bpw = nu.storage_bits_per_weight(
+                    x.numel(),
+                    bits,
+                    block_size=bs,
+                    scale_bits=32 + (bits if m == "affine" else 0),
+                    n_codebook=2**bits if m == "kmeans" else 0,
+                )
+                sweep[dname, m, bits, bs] = (bpw, float(((res.x_hat - x) ** 2).mean() / x.var()))
+
+
+def best_within(dname, m, budget):
+    fits = [
+        (mse, bits, bs, bpw)
+        for (d, mm, bits, bs), (bpw, mse) in sweep.items()
+        if (d, mm) == (dname, m) and bpw <= budget
+    ]
+    return min(fits) if fits else None
+
+
+budgets = (2.5, 3.5, 4.5)
+text = ""
+for dname in dists:
+    text += f"**{dname}**: relative MSE (bits, block, bits/weight) of each method's best layout within the budget\n\n"
+    text += "| bits/weight ≤ | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |\n"
+    text += "|---|" + "---|" * len(methods) + "\n"
+    for budget in budgets:
+        cells = [best_within(dname, m, budget) for m in methods]
+        low = min(c[0] for c in cells if c is not None)
+        text += f"| {budget} | " + " | ".join(
+            "–" if c is None else (("**%.4f**" if c[0] == low else "%.4f") % c[0]) + f" ({c[1]}, {c[2]}, {c[3]:.2f})"
+            for c in cells
+        ) + " |\n"
+    text += "\n"
+display(Markdown(text))
+
+
+# %% slideshow={"slide_type": "fragment"}
+def nf_vs_affine(dname, budget):
+    return best_within(dname, "nf", budget)[0] / best_within(dname, "affine", budget)[0]
+
+
+def nf_vs_affine_4bit(dname, bs):
+    return table[dname, bs, 4, "nf"] / table[dname, bs, 4, "affine"]
+
+
+eq_bits = "; ".join(f"{d} block {b}: {nf_vs_affine_4bit(d, b):.2f}×" for d in dists for b in (32, 64, 256))
+eq_store = "; ".join(f"{d} ≤ {bud} bits/weight: {nf_vs_affine(d, bud):.2f}×" for d in dists for bud in budgets)
+display(
+    Markdown(
+        f"NF4's MSE as a multiple of affine's at equal code bits (4 bits, same block): {eq_bits}. "
+        f"At equal storage, NormalFloat's best MSE as a multiple of affine's best: {eq_store}. "
+        "Affine's zero-point makes its blocks dearer, so within the same bits per weight it must use larger blocks; "
+        "ratios below 1 mean NormalFloat wins at equal storage."
+    )
+)
+assert all(nf_vs_affine(d, 4.5) < 1 for d in dists)  # at 4.5 bits/weight NF4 beats affine on both distributions
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Image demo: a photo at 1–4 bits
 #
@@ -340,7 +458,7 @@ image_grid(
 )
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## Why hardware prefers uniform
+# ## What hardware multiplies directly
 #
 # With uniform grids, $x \approx s_x q_x$ and $w \approx s_w q_w$, so $x^\top w \approx s_x s_w \sum q_x q_w$:
 # an **integer** matmul (int8 × int8 → int32, exact) and one rescale at the end.
@@ -377,6 +495,31 @@ assert resid > 0.5
 # A codebook's codes are only names: no integer arithmetic on them gives the product. Every weight must first be
 # looked up (a gather), then multiplied in floating point — which is exactly what bitsandbytes' 4-bit layers do
 # (dequantize, then a float matmul).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# "Uniform" is not the dividing line, though: recent tensor cores multiply **non-uniform floating-point codes**
+# natively. NVIDIA Hopper (H100) has FP8 tensor cores for E4M3 and E5M2 (NVIDIA H100 Tensor Core GPU Architecture
+# whitepaper, 2022; formats in Micikevicius et al., *FP8 Formats for Deep Learning*, arXiv:2209.05433); Blackwell adds
+# FP4 and FP6, including NVFP4 (e2m1 values with an FP8 E4M3 scale per 16 values) and the OCP microscaling formats
+# (*OCP Microscaling Formats (MX) Specification v1.0*, 2023: MXFP8/MXFP6/MXFP4, 32 values sharing one power-of-two
+# E8M0 scale). The FP4 levels of this lesson are exactly e2m1. What such hardware cannot do is multiply a *fitted*
+# codebook (k-means, or NF4's normal quantiles): the dividing line is a format with fixed arithmetic
+# (sign · 2^exponent · mantissa, or an integer) versus a table lookup. PyTorch exposes FP8 as `torch.float8_e4m3fn`
+# (and `torch._scaled_mm` for the FP8 GEMM on such GPUs). Its values are far from evenly spaced, yet the product of two
+# of them needs no table: signs multiply, exponents add, the 4-bit significands multiply into at most 8 bits, exact
+# in float32:
+
+# %% slideshow={"slide_type": "-"}
+fp8_values = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
+fp8_pos = torch.unique(fp8_values[torch.isfinite(fp8_values) & (fp8_values > 0)])
+fp8_gaps = fp8_pos[1:] - fp8_pos[:-1]
+print(f"float8_e4m3fn: {fp8_pos.numel()} positive values from {float(fp8_pos[0])} to {float(fp8_pos[-1])}")
+print(f"gap between neighbours: {float(fp8_gaps.min())} near zero, {float(fp8_gaps.max())} at the top (non-uniform)")
+fp8_finite = fp8_values[torch.isfinite(fp8_values)]
+prod32 = fp8_finite.reshape(-1, 1) * fp8_finite.reshape(1, -1)  # every pair of e4m3 values, float32 multiply
+exact = torch.equal(prod32.double(), fp8_finite.double().reshape(-1, 1) * fp8_finite.double().reshape(1, -1))
+print(f"all {prod32.numel()} products of two e4m3 values exact in float32: {exact}")
+assert fp8_gaps.max() / fp8_gaps.min() > 1000 and exact
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Storage accounting, measured
@@ -542,8 +685,8 @@ for bs in (w.numel(), 64):
 #
 # - A uniform grid is a codebook whose levels are affine in the code; any other codebook needs a lookup.
 # - NF4 = normal quantiles with an exact zero; derived here, it equals bitsandbytes' table, and our blockwise codes equal `quantize_4bit` bit for bit.
-# - No format wins everywhere: the measured ranking changes with bits, block size and the tails of the data; k-means fits the data but stores a codebook.
-# - Integer matmul works only on uniform codes (exact int32 accumulation, one rescale); codebooks pay a gather and a float matmul.
+# - No format wins everywhere: the measured ranking changes with bits, block size and the tails of the data; compare at equal bits per weight (scales, zero-points and codebooks charged), not at equal code bits. NF4's codes are not equally used after block absmax.
+# - Integer matmul works only on uniform codes (exact int32 accumulation, one rescale); small floats (FP8 on Hopper, FP4/MX on Blackwell) are non-uniform yet multiplied natively; fitted codebooks (k-means, NF4) pay a gather and a float matmul.
 # - Count storage from the stored bytes: codes + scales per block + codebook.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
