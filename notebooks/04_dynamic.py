@@ -368,7 +368,7 @@ class ConvNet(nn.Module):
 
 q_net = tq.quantize_dynamic(ConvNet(), {nn.Linear, nn.Conv2d}, dtype=torch.qint8)
 print(f"asked for Conv2d and Linear: conv is still a float {type(q_net.conv).__name__} (torch.ao has no dynamic "
-      f"Conv2d, and says nothing); fc became {type(q_net.fc).__name__}")
+      f"Conv2d, and says nothing); fc became {type(q_net.fc).__module__.replace('.modules.linear', '')}.Linear")
 assert type(q_net.conv) is nn.Conv2d and type(q_net.fc) is not nn.Linear
 try:
     swap_linears(ConvNet(), include=["conv", "fc"])
