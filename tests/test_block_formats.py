@@ -384,7 +384,8 @@ def test_kv_cache_bytes():
         bf.kv_cache_bytes_per_token(cfg, 0)
 
 
-def test_quantized_kv_cache_on_a_tiny_llama():
+def _tiny_llama():
+    """A fresh 2-layer Llama (seed 0) and 24 token ids: small enough to run every KV-cache and float64 path."""
     transformers = pytest.importorskip("transformers")
     cfg = transformers.LlamaConfig(
         vocab_size=64,
@@ -397,7 +398,11 @@ def test_quantized_kv_cache_on_a_tiny_llama():
     )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(cfg).eval()
-    ids = torch.randint(0, 64, (1, 24))
+    return model, torch.randint(0, 64, (1, 24))
+
+
+def test_quantized_kv_cache_on_a_tiny_llama():
+    model, ids = _tiny_llama()
     with torch.no_grad():
         base = model(ids).logits
         with bf.quantized_kv_cache(model, 8, 8):
@@ -473,19 +478,7 @@ def test_quantized_kv_bytes_counts_codes_and_scales():
 
 
 def test_float64_llama_runs_norm_and_rope_in_float64():
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    ids = torch.randint(0, 64, (1, 24))
+    model, ids = _tiny_llama()
     with torch.no_grad():
         ref32 = model(ids).logits
         bf.float64_llama(model)
