@@ -1,6 +1,8 @@
 """Tests of the capstone bookkeeping (helpers.recipes), its Pareto plot and decision widget."""
 
 import itertools
+import math
+import statistics
 
 import pytest
 import torch
@@ -12,14 +14,24 @@ from helpers.measure import serialized_size
 from helpers.models import load_digits_cnn
 from helpers.nonuniform import nf4_levels
 from helpers.recipes import (
+    EncoderOutput,
     Result,
+    accuracy_se,
     affine_codes,
+    choose,
     codebook_codes,
     decision_view,
     format_table,
+    logit_kl,
+    mean_and_se,
+    ort_embed,
     packed_state_dict,
     pareto_front,
+    quality_tie,
     recommend,
+    size_tie,
+    speed_fields,
+    speed_tie,
     timed,
 )
 from helpers.widgets.recipes import decision_widget
@@ -146,3 +158,155 @@ def test_recommend_can_require_a_real_kernel():
     assert recommend(rows, max_drop=2.5, goal="size", require_kernel=True).method == "int8"
     with pytest.raises(TypeError, match="require_kernel"):
         recommend(rows, max_drop=1, require_kernel="yes")
+
+
+# ---------------------------------------------------------------- fidelity, spread and ties (issue 14)
+
+
+def test_logit_kl_matches_torch_kl_div_and_is_zero_on_itself():
+    g = torch.Generator().manual_seed(0)
+    p, q = torch.randn(50, 10, generator=g), torch.randn(50, 10, generator=g)
+    want = torch.nn.functional.kl_div(
+        torch.log_softmax(q.double(), 1), torch.log_softmax(p.double(), 1), log_target=True, reduction="batchmean"
+    )
+    assert logit_kl(p, q) == pytest.approx(float(want), rel=1e-12)
+    assert logit_kl(p, p) == 0.0
+    assert logit_kl(p.double(), p.double() + 3.0) == pytest.approx(0.0, abs=1e-15)  # a shift keeps the softmax
+    assert logit_kl(p.half(), q.half()) == pytest.approx(logit_kl(p.half().float(), q.half().float()), rel=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        logit_kl(p, q[:, :5])
+    with pytest.raises(ValueError, match="shape"):
+        logit_kl(p[0], q[0])
+    with pytest.raises(TypeError, match="logits"):
+        logit_kl(p, q.long())
+    with pytest.raises(ValueError, match="ref_logits"):
+        logit_kl(torch.full((2, 3), float("nan")), q[:2, :3])
+
+
+def test_mean_and_se_and_accuracy_se():
+    v = torch.tensor([0.9, 1.0, 0.95, 0.97])
+    mean, se = mean_and_se(v)
+    assert mean == pytest.approx(statistics.mean(v.double().tolist()), rel=1e-12)
+    assert se == pytest.approx(statistics.stdev(v.double().tolist()) / 2, rel=1e-12)
+    assert mean_and_se(torch.tensor([0.5])) == (0.5, 0.0)
+    assert accuracy_se(99.33, 450) == pytest.approx(100 * math.sqrt(0.9933 * 0.0067 / 450))
+    assert accuracy_se(100.0, 450) == 0.0
+    with pytest.raises(ValueError, match="accuracy"):
+        accuracy_se(101.0, 10)
+    with pytest.raises(ValueError, match="n"):
+        accuracy_se(50.0, 0)
+    with pytest.raises(TypeError, match="values"):
+        mean_and_se([1.0, 2.0])
+
+
+def test_speed_fields_ratios_and_band():
+    f = speed_fields(5.0, 4.0, 8.0, best_fp32_ms=10.0, eager_ms=30.0)
+    assert f == {"speedup": 2.0, "speedup_eager": 6.0, "speed_band": (1.25, 2.5)}
+    with pytest.raises(ValueError, match="min_ms <= median_ms <= p90_ms"):
+        speed_fields(5.0, 6.0, 8.0, best_fp32_ms=10.0, eager_ms=30.0)
+    with pytest.raises(ValueError, match="best_fp32_ms"):
+        speed_fields(5.0, 4.0, 8.0, best_fp32_ms=0.0, eager_ms=30.0)
+    with pytest.raises(ValueError, match="eager_ms"):
+        speed_fields(5.0, 4.0, 8.0, best_fp32_ms=1.0, eager_ms=float("inf"))
+
+
+def _row(method, quality, size, speed=None, *, se=0.0, div=None, band=None, kernel=True, fp32=False):
+    return Result(
+        "m",
+        method,
+        quality,
+        size,
+        speed,
+        0.0,
+        has_kernel=kernel,
+        divergence=div,
+        quality_se=se,
+        speed_band=band,
+        fp32=fp32,
+    )
+
+
+def test_tie_rules():
+    a, b, c = _row("a", 99.33, 1000), _row("b", 99.11, 1010), _row("c", 99.11, 1011)
+    assert size_tie(a, b) and not size_tie(a, c) and size_tie(a, c, size_rel=0.02)
+    assert not quality_tie(a, b)  # no spread measured: only equal qualities tie
+    assert quality_tie(a._replace(quality_se=0.2), b._replace(quality_se=0.2))  # 0.22 <= 0.28
+    assert not quality_tie(a._replace(quality_se=0.1), b._replace(quality_se=0.1))  # 0.22 > 0.14
+    fast, slow = _row("f", 1, 1, 2.0, band=(1.5, 2.4)), _row("s", 1, 1, 1.4, band=(1.2, 1.5))
+    assert speed_tie(fast, slow) and not speed_tie(fast, slow._replace(speed_band=(1.2, 1.49)))
+    assert not speed_tie(_row("x", 1, 1, 2.0), _row("y", 1, 1, 1.9)) and speed_tie(
+        _row("x", 1, 1, 2.0), _row("y", 1, 1, 2.0)
+    )
+    with pytest.raises(ValueError, match="size_rel"):
+        size_tie(a, b, size_rel=1.0)
+
+
+def _cnn_like():
+    # six recipes at one accuracy (as the digits CNN's 450 test images give): the divergence decides
+    base = [_row("fp32", 99.33, 170_000, 1.0, se=0.38, div=0.0, band=(0.9, 1.1))]
+    return base + [
+        _row("w8", 99.33, 51_000, None, se=0.38, div=9.0e-6, kernel=False),
+        _row("static pt", 99.11, 49_200, 4.5, se=0.44, div=1.1e-4, band=(4.0, 4.8)),
+        _row("static pc", 99.33, 49_500, 4.3, se=0.38, div=5.6e-5, band=(4.1, 4.6)),
+        _row("qat", 99.33, 49_400, None, se=0.38, div=2.8e-3, kernel=False),
+        _row("nf4", 98.22, 32_000, None, se=0.62, div=1e-3, kernel=False),
+        _row("ort fp32", 99.33, 170_100, 1.2, se=0.38, div=0.0, band=(1.1, 1.3), fp32=True),
+    ]
+
+
+def test_choose_breaks_ties_with_the_next_criterion():
+    rows = _cnn_like()
+    # size: w8, static pt, static pc and qat within 1 % of the smallest (nf4 is out of budget);
+    # they tie on accuracy within its standard error; the KL divergence decides.
+    pick, reason = choose(rows, max_drop=1.0, goal="size")
+    assert (
+        pick.method == "static pc"
+        and reason == "3 tie on size within 1 %; 3 tie on quality within its spread; decided by divergence"
+    )
+    pick, reason = choose(rows, max_drop=1.0, goal="quality")
+    assert pick.method == "w8" and reason.startswith("4 tie on quality within its spread; decided by divergence")
+    assert recommend(rows, max_drop=1.0, goal="quality", require_kernel=True).method == "static pc"
+    # speed: the two static models' spreads overlap -> quality (tie) -> divergence
+    pick, reason = choose(rows, max_drop=1.0, goal="speed")
+    assert pick.method == "static pc" and reason.startswith("2 tie on speed within its measured spread")
+    assert recommend(rows, max_drop=1.0, goal="size", size_rel=0.0).method == "static pt"
+    # an fp32 peer (another runtime) is never the recipe, however fast
+    fast_fp32 = [r._replace(speedup=9.0, speed_band=(8.0, 10.0)) if r.fp32 else r for r in rows]
+    assert recommend(fast_fp32, max_drop=1.0, goal="speed").method != "ort fp32"
+    # the divergence only decides when every tied row measured it
+    partial = [r._replace(divergence=None) if r.method == "static pt" else r for r in rows]
+    assert choose(partial, max_drop=1.0, goal="size")[1] == (
+        "3 tie on size within 1 %; 3 tie on quality within its spread; divergence not measured for every tied row; "
+        "2 tie on speed within its measured spread; decided by table order"
+    )
+    assert choose(partial, max_drop=1.0, goal="size")[0].method == "static pt"
+    assert choose([rows[0], rows[5]], max_drop=1.0) == (None, "no quantized row within a drop of 1")
+
+
+def test_choose_without_any_spread_is_the_plain_ranking():
+    rows = _rows()  # no spreads, no divergences: every tie rule is exact equality
+    for drop in (0.5, 2.5, 5.0):
+        for goal in ("size", "speed", "quality"):
+            ok = [r for r in rows if r.method != "fp32" and rows[0].quality - r.quality <= drop]
+            want = {
+                "size": min(ok, key=lambda r: r.size_bytes),
+                "quality": max(ok, key=lambda r: r.quality),
+                "speed": max(ok, key=lambda r: r.speedup or 0.0),
+            }[goal]
+            assert recommend(rows, max_drop=drop, goal=goal) == want
+
+
+def test_format_table_spread_divergence_and_speed_columns():
+    rows = _cnn_like()
+    plain = format_table(rows, "acc", quality_fmt="{:.2f}")
+    assert "| static pc | 99.33 ± 0.38 | 5.6e-05 | 0.05 | 3.43 |" in plain and "vs best fp32" not in plain
+    timed_rows = [rows[3]._replace(speedup_eager=5.0)]
+    text = format_table([rows[0]] + timed_rows, "acc", timings=True, quality_fmt="{:.2f}")
+    assert "| 4.30× (4.10–4.60) | 5.00× |" in text
+
+
+def test_encoder_output_and_ort_embed_bad_inputs():
+    with pytest.raises(TypeError, match="encoder"):
+        EncoderOutput("bert")
+    with pytest.raises(TypeError, match="session"):
+        ort_embed(object(), None, ["a"])

@@ -37,7 +37,7 @@ def plot_pareto(
     on_front = {(r.model, r.method) for r in front}
     for i, r in enumerate(results, start=1):
         colour = COLORS["quant"] if (r.model, r.method) in on_front else COLORS["x"]
-        marker = "*" if r.method == "fp32" else "o"
+        marker = "*" if r.method == "fp32" or r.fp32 else "o"
         x = r.size_bytes / 1e6
         ax.scatter(
             x, r.quality, s=90 if marker == "*" else 40, color=colour, marker=marker, zorder=3, label=f"{i}. {r.method}"
