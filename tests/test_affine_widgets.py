@@ -1,5 +1,7 @@
 """Tests of lesson 02's views, figures and widget: redraws, figures, and bad input."""
 
+import math
+
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -182,3 +184,58 @@ def test_playground_view_readout_and_bad_input():
         playground_view(4, 1.0, "asym")
     with pytest.raises(ValueError, match="distribution"):
         playground_view(4, 1.0, "affine", "lognormal")
+
+
+def test_widget_every_control_at_both_ends_and_every_option_shows_no_error():
+    box = affine_playground()
+    ends = {name: (c.min, c.max) for name, c in box.controls.items() if hasattr(c, "min")}
+    options = {name: tuple(c.options) for name, c in box.controls.items() if hasattr(c, "options")}
+    assert ends == {"bits": (2, 8), "clip": (0.05, 1.0)}
+    assert options == {"scheme": A.SCHEMES, "distribution": A.DISTRIBUTIONS}
+    settings = [("bits", v) for v in ends["bits"]] + [("clip", v) for v in ends["clip"]]
+    settings += [(name, v) for name, opts in options.items() for v in opts]
+    settings += [("bits", 2), ("clip", 0.05), ("scheme", "symmetric"), ("distribution", "relu")]  # the harshest corner
+    for name, value in settings:
+        box.controls[name].value = value
+        assert box.last_error is None, (name, value, box.last_error)
+        assert box.last_values[name] == value and "MSE=" in box.readout.value and "Traceback" not in box.readout.value
+
+
+@pytest.mark.parametrize("scheme", A.SCHEMES)
+def test_views_at_every_slider_value(scheme):
+    from helpers.widgets.affine import _draw
+
+    for d in A.DISTRIBUTIONS:
+        for bits in range(2, 9):
+            for clip in (0.05, 1.0):
+                v = playground_view(bits, clip, scheme, d)
+                assert math.isfinite(v["scale"]) and v["scale"] > 0 and math.isfinite(v["mse"]), (bits, clip, d)
+    for d in ("relu", "heavy-tailed"):
+        for i in range(1, 21):
+            clip = round(0.05 * i, 2)
+            for bits in (2, 8):
+                v = playground_view(bits, clip, scheme, d)
+                assert math.isfinite(v["mse"]) and 0 <= v["clipped"] <= 1, (bits, clip, d)
+    fig, text = _draw(2, 0.05, scheme, "relu")
+    assert isinstance(fig, Figure) and "SQNR" in text
+
+
+@pytest.mark.parametrize(
+    "x",
+    [torch.zeros(100), torch.full((100,), 3.0), torch.full((5,), -2.5), torch.tensor([7.0]), torch.zeros(3, 4)],
+    ids=["zeros", "constant", "negative constant", "one value", "2-d zeros"],
+)
+def test_views_and_figures_on_degenerate_data(x):
+    for bits in (2, 8):
+        for clip in (0.05, 1.0):
+            for scheme in A.SCHEMES:
+                v = quant_view(x, bits, clip, scheme)
+                assert math.isfinite(v["scale"]) and v["scale"] > 0
+                assert 0.0 in v["levels"].tolist()  # zero stays exactly representable
+                if x.abs().max() == 0:
+                    assert v["mse"] == 0 and v["sqnr_db"] == math.inf and not v["x_hat"].any()
+    views = {(s, "d"): quant_view(x, 2, 0.05, s) for s in A.SCHEMES}
+    fig = P.small_multiples_figure(
+        {"bits": 2, "schemes": A.SCHEMES, "distributions": ("d",), "samples": {"d": x.flatten()}, "views": views}
+    )
+    assert isinstance(fig, Figure)

@@ -177,3 +177,42 @@ def test_widget_sweeps_every_format():
         assert box.image.value != image and box.last_values["fmt"] == fmt
         assert box.controls["bits"].value == float_bits(85.125, fmt).bits
         assert sum(t.layout.display != "none" for t in box.toggles) == format_info(fmt).bits
+
+
+def _no_traceback(box):
+    assert box.last_error is None, box.last_error
+    assert "bits:" in box.readout.value and "Traceback" not in box.readout.value
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2"])
+def test_widget_every_value_kind_every_bit_and_bad_bits_show_no_error(fmt):
+    info = format_info(fmt)
+    box = float_bits_widget(1.0, fmt)
+    values = [
+        0.0, -0.0, -85.125, info.max, -info.max, 2 * info.max, info.smallest_normal, info.smallest_subnormal,
+        info.smallest_subnormal / 4, 1e300, -1e300, 5e-324, math.inf, -math.inf, math.nan, 1.0,
+    ]  # fmt: skip
+    for v in values:
+        box.controls["value"].value = v
+        _no_traceback(box)
+        assert len(box.controls["bits"].value) == info.bits  # every value has a pattern, even NaN and overflow
+    for i in range(info.bits):  # every bit, flipped once: every exponent/mantissa field reaches all-ones or zero
+        box.toggles[i].value = not box.toggles[i].value
+        _no_traceback(box)
+        assert "bits flipped by hand" in box.readout.value or box.controls["bits"].value == float_bits(1.0, fmt).bits
+    for typed in ("", "abc", "1" * (info.bits + 1), "0" * info.bits, "1" * info.bits, "0" + "1" * (info.bits - 1)):
+        box.controls["bits"].value = typed
+        _no_traceback(box)
+    assert "ignored bits 'abc'" not in box.readout.value  # the last pattern was valid and is shown
+
+
+def test_widget_format_dropdown_offers_every_format_at_every_value():
+    from helpers.float_bits import FORMATS
+
+    box = float_bits_widget(0.0, "fp32")
+    assert tuple(box.controls["fmt"].options) == FORMATS
+    for v in (0.0, 1e30, math.nan, -math.inf):
+        box.controls["value"].value = v
+        for fmt in FORMATS:
+            box.controls["fmt"].value = fmt
+            _no_traceback(box)
