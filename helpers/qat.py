@@ -39,7 +39,9 @@ from helpers._validate import (
     check_tensor,
 )
 from helpers.affine import affine_qparams, qrange
+from helpers.exercises import close, grade
 from helpers.models import as_model_dtype
+from helpers.observers import observer_range
 
 __all__ = [
     "ste_view",
@@ -60,12 +62,25 @@ __all__ = [
     "freeze_observers",
     "ptq_model",
     "qat_layers",
+    "record_layer_inputs",
+    "layer_input_ranges",
+    "set_act_ranges",
+    "freeze_bn_stats",
+    "model_logits",
+    "logit_kl",
+    "check_fake_quant",
+    "check_ste",
+    "check_step_grad",
+    "STEP_GRAD_X",
     "METHODS",
     "OBSERVERS",
+    "CLIP_METHODS",
 ]
 
 METHODS = ("minmax", "lsq")
 OBSERVERS = ("minmax", "ema")
+#: Lesson 05's observers that choose a clipping range from recorded activations (``helpers.observers``).
+CLIP_METHODS = ("minmax", "histogram", "percentile", "mse", "kl")
 
 
 # ---------------------------------------------------------------------------- argument checks
@@ -99,6 +114,10 @@ def _param(
 # The input dtypes torch's fake-quant kernels accept. Like them, float16/bfloat16 inputs are computed in
 # float32 (scale stored as float32) and cast back; they are never rounded in half precision.
 FAKE_QUANT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+# torch.fake_quantize_per_channel_affine takes only a float32 scale and these zero-point dtypes.
+PER_CHANNEL_ZP_DTYPES = (torch.int32, torch.float32, torch.float16)
+# lsq_quantize: torch's learnable fake-quant (its LSQ kernel) takes float32 x and step; float64 runs the same formula.
+LSQ_DTYPES = (torch.float32, torch.float64)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -194,6 +213,18 @@ def _ste_args(
     _check_zero_point(zero_point, qmin, qmax)
     cdt = _compute_dtype(x)
     s = _check_scale_in(_param(scale, x, axis, "scale", cdt))
+    if axis is not None:  # torch.fake_quantize_per_channel_affine's dtype rules
+        if not isinstance(scale, torch.Tensor) or scale.dtype != torch.float32:
+            got = scale.dtype if isinstance(scale, torch.Tensor) else type(scale).__name__
+            raise TypeError(
+                f"scale must be a float32 tensor for per-channel fake quantization (as torch's kernel), got {got}"
+            )
+        if not isinstance(zero_point, torch.Tensor) or zero_point.dtype not in PER_CHANNEL_ZP_DTYPES:
+            got = zero_point.dtype if isinstance(zero_point, torch.Tensor) else type(zero_point).__name__
+            allowed = ", ".join(str(d).replace("torch.", "") for d in PER_CHANNEL_ZP_DTYPES)
+            raise TypeError(
+                f"zero_point must be a tensor of dtype {allowed} for per-channel fake quantization, got {got}"
+            )
     z = _param(zero_point, x, axis, "zero_point", cdt)
     return s, z, qmin, qmax
 
@@ -236,8 +267,7 @@ def fake_quant_ste(
     ``torch.fake_quantize_per_tensor_affine`` / ``..._per_channel_affine`` bit for bit, and so does
     the gradient, on every dtype those kernels accept: float16/bfloat16 ``x`` is computed in float32
     with a float32 ``scale`` and cast back (never rounded in half precision); float64 ``x`` uses a
-    float32 ``scale`` and ``1/scale`` as torch does. (``ActQuantizer``/``WeightQuantizer`` keep a float64
-    scale in float64 models, which lesson 06's float64 runs depend on.) Taught in 06_qat.
+    float32 ``scale`` and ``1/scale`` as torch does (so do ``ActQuantizer``/``WeightQuantizer``). Taught in 06_qat.
     """
     s, z, qmin, qmax = _ste_args(x, scale, zero_point, qmin, qmax, axis)
     if x.dtype == torch.float64:
@@ -330,12 +360,19 @@ def lsq_quantize(
     elements that share one step (Esser et al. 2020). Taught in 06_qat.
     """
     check_float_tensor(x, "x")
+    if x.dtype not in LSQ_DTYPES:
+        raise TypeError(
+            f"x must have dtype float32 or float64 (torch's learnable fake-quant kernel computes float32 only; "
+            f"float64 is the course's exact runs), got {x.dtype}"
+        )
     bits = check_bits(bits, lo=2, hi=8)
     axis = _check_axis_arg(axis, x)
     check_tensor(step, "step")
+    if step.dtype != x.dtype:
+        raise TypeError(f"step must have x's dtype {x.dtype} (torch's kernel requires it), got {step.dtype}")
     check_positive(step, "step")
     qmin, qmax = qrange(bits, signed)
-    s = _param(step, x, axis, "step") if step.dtype == x.dtype else _param(step.to(x.dtype), x, axis, "step")
+    s = _param(step, x, axis, "step")
     if grad_scale is None:
         n = x.numel() if axis is None else x.numel() // x.shape[axis]
         grad_scale = lsq_grad_scale(n, qmax)
@@ -412,17 +449,28 @@ class ActQuantizer(nn.Module):
     ``"minmax"``: ``scale, zero_point = affine_qparams(min_val, max_val, bits, signed)`` from a
     ``RangeObserver``, then ``fake_quant_ste``. ``"lsq"``: ``lsq_quantize`` with a learnable step
     initialised by ``calibrate`` from the observer (``2 mean|x| / sqrt(qmax)`` on the first batch).
-    ``signed=False`` (default) suits ReLU outputs and images. Taught in 06_qat.
+    ``signed=False`` (default) suits ReLU outputs and images; ``dtype`` is the learnable step's dtype
+    (``"lsq"``: float32 or float64, the dtype of the inputs it will see). Taught in 06_qat.
     """
 
-    def __init__(self, bits: int = 8, *, method: str = "minmax", observer: str = "ema", signed: bool = False) -> None:
+    def __init__(
+        self,
+        bits: int = 8,
+        *,
+        method: str = "minmax",
+        observer: str = "ema",
+        signed: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         self.bits = check_bits(bits, lo=2, hi=8)
         self.method = check_choice(method, "method", METHODS)
         self.signed = bool(signed)
         self.qmin, self.qmax = qrange(self.bits, self.signed)
         self.observer = RangeObserver(observer)
-        self.step = nn.Parameter(torch.tensor(1.0)) if method == "lsq" else None
+        if method == "lsq" and dtype not in LSQ_DTYPES:
+            raise TypeError(f"dtype must be torch.float32 or torch.float64 for method='lsq', got {dtype!r}")
+        self.step = nn.Parameter(torch.tensor(1.0, dtype=dtype)) if method == "lsq" else None
         self.register_buffer("step_initialized", torch.tensor(False))
 
     def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -443,6 +491,9 @@ class ActQuantizer(nn.Module):
                     self.step_initialized.fill_(True)
             return lsq_quantize(x, self.step, self.bits, signed=self.signed)
         scale, zero_point = self.qparams()
+        if x.dtype == torch.float64:  # torch's float64 rule: float32 scale and 1/scale, float32 product per tensor
+            s32 = _check_scale_in(scale.to(torch.float32).reshape(()))
+            return _TorchFakeQuant64.apply(x, s32, zero_point.to(torch.float64), self.qmin, self.qmax, False)
         return _fake_quant(x, _check_scale_in(scale.to(_compute_dtype(x))), zero_point, self.qmin, self.qmax)
 
 
@@ -481,6 +532,9 @@ class WeightQuantizer(nn.Module):
         scale, _ = self.qparams(weight)
         shape = [-1] + [1] * (weight.ndim - 1)
         zero = torch.zeros((), dtype=weight.dtype)
+        if weight.dtype == torch.float64:  # torch's float64 rule: float32 scale and 1/scale, exact product per channel
+            s32 = _check_scale_in(scale.reshape(shape).to(torch.float32), "scale")
+            return _TorchFakeQuant64.apply(weight, s32, zero, self.qmin, self.qmax, True)
         scale = _check_scale_in(scale.reshape(shape).to(_compute_dtype(weight)), "scale")
         return _fake_quant(weight, scale, zero, self.qmin, self.qmax)
 
@@ -523,7 +577,8 @@ class QATLayer(nn.Module):
         bits = check_bits(bits, lo=2, hi=8)
         act_bits = bits if act_bits is None else check_bits(act_bits, lo=2, hi=8, name="act_bits")
         self.layer = layer
-        self.act_quant = ActQuantizer(act_bits, method=method, observer=observer, signed=act_signed)
+        step_dtype = layer.weight.dtype if layer.weight.dtype in LSQ_DTYPES else torch.float32
+        self.act_quant = ActQuantizer(act_bits, method=method, observer=observer, signed=act_signed, dtype=step_dtype)
         self.weight_quant = WeightQuantizer(layer.weight, bits, method=method)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -660,6 +715,257 @@ def ptq_model(
     qmodel = make_qat_model(model, bits, act_bits=act_bits, method="minmax", observer=observer, dtype=dtype)
     calibrate(qmodel, x_calib)
     return freeze_observers(qmodel).eval()
+
+
+@torch.no_grad()
+def record_layer_inputs(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> dict[str, list[torch.Tensor]]:
+    """The inputs of every ``nn.Conv2d``/``nn.Linear`` of a float ``model`` on ``x``, batch by batch (eval mode).
+
+    Keys are the module names, which ``make_qat_model`` keeps for its ``QATLayer``s, so the result
+    feeds ``layer_input_ranges`` and ``set_act_ranges``. ``x`` is cast to the model's dtype.
+    Taught in 06_qat.
+    """
+    _check_model(model)
+    check_float_tensor(x, "x")
+    batch_size = check_int(batch_size, "batch_size", lo=1)
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    if not layers:
+        raise ValueError("model must contain at least one nn.Conv2d or nn.Linear")
+    if any(isinstance(m, QATLayer) for m in model.modules()):
+        raise ValueError("model must be the float model, not a QAT model (record before make_qat_model)")
+    inputs: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+    hooks = [m.register_forward_pre_hook(lambda _m, a, n=n: inputs[n].append(a[0].detach())) for n, m in layers.items()]
+    x = as_model_dtype(x, model)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(x), batch_size):
+            model(x[start : start + batch_size])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return inputs
+
+
+def layer_input_ranges(inputs: dict[str, list[torch.Tensor]], method: str, bits: int) -> dict[str, tuple[float, float]]:
+    """Each layer's clipping range from lesson 05's observer ``method`` (one of ``CLIP_METHODS``) for ``bits``-bit codes.
+
+    ``inputs`` comes from ``record_layer_inputs``; ``helpers.observers.observer_range`` does the work.
+    Taught in 06_qat.
+    """
+    check_choice(method, "method", CLIP_METHODS)
+    bits = check_bits(bits, lo=2, hi=8)
+    if not isinstance(inputs, dict) or not inputs:
+        raise ValueError("inputs must be a non-empty dict from record_layer_inputs")
+    return {n: tuple(float(v) for v in observer_range(method, batches, bits)) for n, batches in inputs.items()}
+
+
+def set_act_ranges(model: nn.Module, ranges: dict[str, tuple[float, float]]) -> nn.Module:
+    """Give every ``QATLayer``'s activation quantizer the range ``ranges[name]``, freeze it, eval mode; returns ``model``.
+
+    Every ``QATLayer`` of ``model`` must have an entry (a ``(lo, hi)`` pair with ``lo <= hi``).
+    Taught in 06_qat.
+    """
+    _check_model(model)
+    layers = dict(qat_layers(model))
+    if not layers:
+        raise ValueError("model has no QATLayer: build it with make_qat_model first")
+    if not isinstance(ranges, dict):
+        raise TypeError(f"ranges must be a dict of layer name -> (lo, hi), got {type(ranges).__name__}")
+    missing = sorted(set(layers) - set(ranges))
+    if missing:
+        raise ValueError(f"ranges has no entry for the QAT layers {missing}")
+    for name, layer in layers.items():
+        lo, hi = (check_finite_number(v, f"ranges[{name!r}]") for v in ranges[name])
+        if lo > hi:
+            raise ValueError(f"ranges[{name!r}] must have lo <= hi, got ({lo}, {hi})")
+        if layer.act_quant.method != "minmax":
+            raise ValueError(f"set_act_ranges needs method='minmax' quantizers, got {layer.act_quant.method!r}")
+        obs = layer.act_quant.observer
+        obs.min_val.fill_(lo)
+        obs.max_val.fill_(hi)
+    return freeze_observers(model).eval()
+
+
+def _use_running_stats(module: nn.Module, args) -> None:
+    module.training = False  # a forward pre-hook: this BatchNorm normalizes with (and keeps) its running statistics
+
+
+def freeze_bn_stats(model: nn.Module) -> nn.Module:
+    """From now on every BatchNorm of ``model`` normalizes with its running statistics and stops updating them.
+
+    Also in train mode, as ``torch.ao.nn.intrinsic.qat.freeze_bn_stats`` does for fused ConvBn
+    modules: training then sees the normalization the deployed (folded) model will use, while
+    ``gamma``/``beta`` keep learning. Returns ``model``. Taught in 06_qat.
+    """
+    _check_model(model)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ValueError("model has no BatchNorm layer to freeze")
+    for bn in bns:
+        if bn.running_mean is None:
+            raise ValueError("freeze_bn_stats needs BatchNorm layers with running statistics")
+        if not getattr(bn, "_qat_stats_frozen", False):
+            bn.register_forward_pre_hook(_use_running_stats)
+            bn._qat_stats_frozen = True
+        bn.training = False
+    return model
+
+
+@torch.no_grad()
+def model_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """``model``'s outputs on ``x`` in eval mode, as float64 (inputs cast to the model's dtype). Taught in 06_qat."""
+    _check_model(model)
+    check_float_tensor(x, "x")
+    batch_size = check_int(batch_size, "batch_size", lo=1)
+    x = as_model_dtype(x, model)
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).double()
+
+
+def logit_kl(ref_logits: torch.Tensor, logits: torch.Tensor) -> float:
+    """Mean over rows of ``KL(softmax(ref) || softmax(logits))`` in nats, computed in float64.
+
+    0 when the two models predict the same distribution; a continuous measure of fidelity to the
+    reference (fp32) model that separates methods whose top-1 accuracy ties. Taught in 06_qat.
+    """
+    check_float_tensor(ref_logits, "ref_logits")
+    check_float_tensor(logits, "logits")
+    if ref_logits.ndim != 2 or ref_logits.shape != logits.shape:
+        raise ValueError(
+            f"ref_logits and logits must be 2-D (rows, classes) of the same shape, got "
+            f"{tuple(ref_logits.shape)} and {tuple(logits.shape)}"
+        )
+    log_p = torch.log_softmax(ref_logits.double(), dim=1)
+    log_q = torch.log_softmax(logits.double(), dim=1)
+    return float((log_p.exp() * (log_p - log_q)).sum(1).mean())
+
+
+# ---------------------------------------------------------------------------- exercise checkers
+
+
+def _fq_cases() -> list[tuple]:
+    """Inputs on which the classic wrong fake-quant answers fail, with torch's answers."""
+    cases = []
+    ties = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, -3.5])  # x / s lands exactly on .5
+    x_zp = torch.tensor([-1.0, -0.3, 0.0, 0.45, 0.9, 1.6, 2.2])
+    x_clip = torch.tensor([-3.0, -1.3, -0.9, 0.2, 1.1, 1.2, 1.8, 4.0])
+    for label, x, s, z, qmin, qmax in (
+        ("ties", ties * 0.25, 0.25, 0, -8, 7),
+        ("zero point", x_zp, 0.1, 3, -8, 7),
+        ("clip", x_clip, 0.25, 0, -4, 3),
+        ("clip + zero point", x_clip, 0.25, 2, 0, 15),
+    ):
+        want = torch.fake_quantize_per_tensor_affine(x, s, z, qmin, qmax)
+        cases.append(((x.clone(), s, z, qmin, qmax), want, label))
+    return cases
+
+
+_FQ_HINTS = {
+    "ties": "torch.round rounds half to even (2.5 -> 2, -2.5 -> -2); floor(v + 0.5) rounds half up",
+    "zero point": "the code is round(x / scale) + zero_point, and you subtract zero_point again before multiplying by scale",
+    "clip": "clamp the integer code to qmin..qmax (code units), not x to qmin..qmax",
+    "clip + zero point": "clamp round(x / scale) + zero_point to qmin..qmax, then (q - zero_point) * scale",
+}
+
+
+def check_fake_quant(fn, *, quiet: bool = False) -> bool:
+    """Grade ``fn(x, scale, zero_point, qmin, qmax) -> x_hat`` (fake quantization, forward only).
+
+    The right answers come from ``torch.fake_quantize_per_tensor_affine``. The cases reject
+    rounding half up (``floor(v + 0.5)``) on exact ties, clamping ``x`` (or ``x / scale`` before
+    rounding) in the wrong units, and forgetting the zero-point (or adding it without removing it).
+    Taught in 06_qat.
+    """
+    hint = "x_hat = (clamp(round(x / scale) + zero_point, qmin, qmax) - zero_point) * scale"
+    return grade("fake_quant", fn, _fq_cases(), hint=hint, hints=_FQ_HINTS, compare=close(0, 1e-6), quiet=quiet)
+
+
+def _ste_cases() -> list[tuple]:
+    """Inputs whose STE gradient the classic wrong masks get wrong, with torch's gradient."""
+    cases = []
+    # codes just inside and just outside each end; x / s in (qmax, qmax + 0.5) rounds back inside
+    x = torch.tensor([-4.6, -4.5, -4.4, -4.0, -3.7, 0.1, 2.9, 3.0, 3.3, 3.5, 3.6, 5.0]) * 0.5
+    for label, s, z, qmin, qmax in (("edges", 0.5, 0, -4, 3), ("edges + zero point", 0.5, 3, -1, 6)):
+        xr = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(torch.fake_quantize_per_tensor_affine(xr, s, z, qmin, qmax).sum(), xr)
+        want_fwd = torch.fake_quantize_per_tensor_affine(x, s, z, qmin, qmax)
+        cases.append(((x.clone(), s, z, qmin, qmax), (want_fwd, g), label))
+    return cases
+
+
+_STE_HINTS = {
+    "edges": (
+        "the gradient is 1 where the *rounded* code round(x / s) + z lies in qmin..qmax (ends included) and 0 "
+        "where it was clipped; x / s = qmax + 0.4 rounds to qmax and still gets gradient"
+    ),
+    "edges + zero point": "add the zero point before comparing the code with qmin..qmax",
+}
+
+
+def check_ste(fn, *, quiet: bool = False) -> bool:
+    """Grade ``fn(x, scale, zero_point, qmin, qmax)``: forward ``x_hat`` and the STE gradient ``dx_hat.sum()/dx``.
+
+    Both come from ``torch.fake_quantize_per_tensor_affine`` and its autograd. The cases reject the
+    classic wrong masks: gradient 1 everywhere (no clipping), the mask taken on the unrounded
+    ``x / scale`` (loses the half step past each end), strict inequalities (drops the end codes),
+    the mask taken after clamping (always 1) and the mask without the zero-point. Taught in 06_qat.
+    """
+
+    def run(x, s, z, qmin, qmax):
+        xr = x.clone().requires_grad_()
+        out = fn(xr, s, z, qmin, qmax)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"return a tensor, got {type(out).__name__}")
+        if not out.requires_grad:
+            return out.detach(), torch.zeros_like(x)  # no gradient at all reaches x
+        (g,) = torch.autograd.grad(out.sum(), xr, allow_unused=True)
+        return out.detach(), torch.zeros_like(x) if g is None else g
+
+    tol = close(0, 1e-6)
+
+    def compare(got, want):
+        for part, g, w in zip(("forward", "gradient"), got, want):
+            why = tol(g, w)
+            if why is not None:
+                return f"{part}: {why}"
+        return None
+
+    hint = "return x_hat with the STE gradient: x * m + (x_hat - x * m).detach(), m the mask of codes inside qmin..qmax"
+    return grade("STE", fn and run, _ste_cases(), hint=hint, hints=_STE_HINTS, compare=compare, quiet=quiet)
+
+
+#: The inputs of lesson 06's exercise on the LSQ step gradient (step 1, codes -4..3, gradient scale 1).
+STEP_GRAD_X = (0.3, 1.6, 2.5, -5.0, 9.0)
+
+
+def check_step_grad(value, *, quiet: bool = False) -> bool:
+    """Grade a number: ``dL/ds`` of ``L = sum(x_hat)`` for LSQ at ``x = STEP_GRAD_X``, step 1, codes -4..3, g = 1.
+
+    The answer comes from torch's learnable fake-quant kernel
+    (``torch._fake_quantize_learnable_per_tensor_affine``). ``STEP_GRAD_X`` holds a tie (2.5 rounds to
+    2) and one value clipped at each end, so these are rejected: ``v - round(v)`` (sign flipped),
+    clipped values contributing 0 or ``x / s``, round half up, and ``qmax`` for both ends.
+    Taught in 06_qat.
+    """
+    x = torch.tensor(STEP_GRAD_X)
+    step = torch.tensor([1.0], requires_grad=True)
+    torch._fake_quantize_learnable_per_tensor_affine(x, step, torch.tensor([0.0]), -4, 3, 1.0).sum().backward()
+    want = float(step.grad)
+
+    def fn():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"the answer must be a number, got {type(value).__name__}")
+        return float(value)
+
+    hint = (
+        "inside the range each value adds round(v) - v (v = x / s, round half to even); "
+        "a value clipped below adds qmin, one clipped above adds qmax"
+    )
+    return grade(
+        "LSQ step gradient", None if value is None else fn, [((), want)], hint=hint, compare=close(0, 1e-5), quiet=quiet
+    )
 
 
 _STE_X_LIM = 2.0

@@ -13,20 +13,31 @@ from helpers.affine import affine_qparams, calc_qparams, fake_quantize, fake_qua
 from helpers.models import DigitsCNN, evaluate, load_digits_cnn, seed_everything, train_epochs
 from helpers.plotting.qat import accuracy_curves, accuracy_vs_bits, ste_figure, ste_grid_figure
 from helpers.qat import (
+    CLIP_METHODS,
+    STEP_GRAD_X,
     ActQuantizer,
     LSQQuantize,
     QATLayer,
     RangeObserver,
     WeightQuantizer,
     calibrate,
+    check_fake_quant,
+    check_ste,
+    check_step_grad,
     fake_quant_ste,
+    freeze_bn_stats,
     freeze_observers,
+    layer_input_ranges,
+    logit_kl,
     lsq_grad_scale,
     lsq_init_step,
     lsq_quantize,
     make_qat_model,
+    model_logits,
     ptq_model,
     qat_layers,
+    record_layer_inputs,
+    set_act_ranges,
     ste_grid_view,
     ste_mask,
     ste_view,
@@ -235,7 +246,10 @@ def test_qat_layer_accumulates_integer_codes_and_keeps_the_gradients(method, dty
     assert torch.equal(acc, torch.round(acc))  # integer accumulator, exact in any summation order
     expected = acc * (s_x * s_w).reshape(-1, 1, 1) + conv.bias.detach().reshape(-1, 1, 1)
     assert torch.equal(y.detach(), expected)
-    reference = conv._conv_forward(x_hat, w_hat, conv.bias)  # the same value in exact arithmetic
+    # the same value in exact arithmetic: x_hat's values as codes * scale (per tensor, torch's float64 rule rounds
+    # x_hat itself to float32), with x_hat's gradient
+    x_hat = x_hat + (codes_x * s_x - x_hat).detach()
+    reference = conv._conv_forward(x_hat, w_hat, conv.bias)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     assert torch.allclose(y, reference, atol=tol)
     g = torch.randn_like(y)
@@ -538,7 +552,7 @@ def test_ste_half_precision_every_value_equals_torch(dtype):
         assert torch.equal(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_act_and_weight_quantizers_equal_torch_fake_quantize_modules(dtype):
     """ActQuantizer/WeightQuantizer (min-max) equal torch.ao FakeQuantize with the same qparams, fwd and bwd."""
     from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
@@ -611,3 +625,341 @@ def test_bad_input_as_strict_as_torch():
         ActQuantizer(8)(torch.arange(4))
     with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
         WeightQuantizer(None)
+
+
+def test_quantizers_follow_torch_float64_rule_near_ties():
+    """float64: torch uses float32 1/scale (per tensor also a float32 product); values a hair from a tie show it."""
+    scale = torch.tensor(0.1234567, dtype=torch.float32)
+    x = _near_ties(torch.float64, scale, 0, 250, (4000,), 7).abs()
+    aq = ActQuantizer(8, observer="minmax")
+    aq.observer.min_val.fill_(0.0)
+    aq.observer.max_val.fill_(float(scale) * 255)
+    aq.eval()
+    s, z = aq.qparams()
+    assert torch.equal(aq(x), torch.fake_quantize_per_tensor_affine(x, float(s), int(z), 0, 255))
+    w = _near_ties(torch.float64, scale, -120, 120, (8, 500), 8)
+    wq = WeightQuantizer(w, 8)
+    ws, wz = wq.qparams(w)
+    assert ws.dtype == torch.float32
+    assert torch.equal(wq(w), torch.fake_quantize_per_channel_affine(w, ws, wz, 0, -128, 127))
+
+
+def test_per_channel_scale_and_zero_point_dtypes_as_torch():
+    x = torch.randn(4, 3)
+    zp = torch.zeros(4, dtype=torch.int32)
+    for bad in (torch.float16, torch.float64, torch.bfloat16):
+        scale = (torch.rand(4) + 0.1).to(bad)
+        with pytest.raises(RuntimeError):
+            torch.fake_quantize_per_channel_affine(x, scale, zp, 0, -8, 7)
+        with pytest.raises(TypeError, match="scale must be a float32 tensor"):
+            fake_quant_ste(x, scale, zp, -8, 7, axis=0)
+        with pytest.raises(TypeError, match="scale must be a float32 tensor"):
+            ste_mask(x, scale, zp, -8, 7, axis=0)
+    scale = torch.rand(4) + 0.1
+    for bad in (torch.int64, torch.float64, torch.bfloat16, torch.int8):
+        with pytest.raises(RuntimeError, match="Zero-point"):
+            torch.fake_quantize_per_channel_affine(x, scale, torch.zeros(4, dtype=bad), 0, -8, 7)
+        with pytest.raises(TypeError, match="zero_point must be a tensor of dtype int32, float32, float16"):
+            fake_quant_ste(x, scale, torch.zeros(4, dtype=bad), -8, 7, axis=0)
+    for ok in (torch.int32, torch.float32, torch.float16):
+        z = torch.zeros(4, dtype=ok)
+        assert torch.equal(
+            fake_quant_ste(x, scale, z, -8, 7, axis=0), torch.fake_quantize_per_channel_affine(x, scale, z, 0, -8, 7)
+        )
+
+
+# ---------------------------------------------------------------- LSQ against the paper's gradient (gradcheck)
+
+
+def _lsq_paper_reference(x0, s0, bits, signed, n_per_step):
+    """A smooth function of (x, s) whose exact derivative at (x0, s0) is LSQ's (Esser et al. 2020, eq. 3 and 4).
+
+    Written from the paper, not from helpers: v = x0/s0, Qn/Qp the code limits, g = 1/sqrt(N * Qp);
+    inside (-Qn <= round(v) <= Qp) d x_hat/ds = round(v) - v and d x_hat/dx = 1; below -Qn / above Qp,
+    d x_hat/ds = -Qn / Qp and d x_hat/dx = 0; the step's gradient is multiplied by g. Frozen at (x0, s0),
+    the reference is affine in (x, s) with exactly those slopes and value x_hat(x0, s0).
+    """
+    qn = 2 ** (bits - 1) if signed else 0
+    qp = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    g = 1.0 / math.sqrt(n_per_step * qp)
+    v = x0 / s0
+    r = torch.round(v)
+    below, above = r < -qn, r > qp
+    slope_s = torch.where(below, float(-qn), torch.where(above, float(qp), r - v))
+    slope_x = (~(below | above)).to(x0.dtype)
+    value = torch.clamp(r, -qn, qp) * s0
+
+    def ref(x, s):
+        return value + slope_x * (x - x0) + g * slope_s * (s - s0)
+
+    return ref
+
+
+@settings(max_examples=15, deadline=None)
+@given(bits=st.integers(2, 8), signed=st.booleans(), per_channel=st.booleans(), seed=st.integers(0, 2**16))
+def test_lsq_gradcheck_against_the_paper(bits, signed, per_channel, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(3, 7, generator=gen, dtype=torch.float64) * 2
+    if not signed:
+        x0 = x0.abs()
+    qp = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    shape = (3,) if per_channel else ()
+    s0 = (0.2 + torch.rand(shape, generator=gen, dtype=torch.float64)) * 4 / qp
+    s0_b = s0.reshape(3, 1) if per_channel else s0
+    ref = _lsq_paper_reference(x0, s0_b, bits, signed, 7 if per_channel else 21)
+
+    def value_of_ref_gradient_of_lsq(x, s):
+        ours = lsq_quantize(x, s, bits, signed=signed, axis=0 if per_channel else None)
+        r = ref(x, s.reshape(3, 1) if per_channel else s)
+        return ours + (r - ours).detach()  # numerically the reference, analytically lsq_quantize's backward
+
+    x = x0.clone().requires_grad_()
+    s = s0.clone().requires_grad_()
+    assert torch.equal(lsq_quantize(x0, s0, bits, signed=signed, axis=0 if per_channel else None), ref(x0, s0_b))
+    assert torch.autograd.gradcheck(value_of_ref_gradient_of_lsq, (x, s), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_lsq_dtype_errors_as_torch():
+    x = torch.randn(20)
+    for bad in (torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match="x must have dtype float32 or float64"):
+            lsq_quantize(x.to(bad), torch.tensor(0.1, dtype=bad), 4)
+    with pytest.raises(RuntimeError):  # torch's kernel: float16 is not computed
+        xr = x.half().requires_grad_()
+        torch._fake_quantize_learnable_per_tensor_affine(
+            xr, torch.tensor([0.1]), torch.tensor([0.0]), -8, 7, 1.0
+        ).sum().backward()
+    for x_dtype, s_dtype in (
+        (torch.float32, torch.float64),
+        (torch.float64, torch.float32),
+        (torch.float32, torch.float16),
+    ):
+        with pytest.raises(TypeError, match="step must have x's dtype"):
+            lsq_quantize(x.to(x_dtype), torch.tensor(0.1, dtype=s_dtype), 4)
+    with pytest.raises(RuntimeError):  # torch: a float64 step for float32 x is refused too
+        s64 = torch.tensor([0.1], dtype=torch.float64, requires_grad=True)
+        torch._fake_quantize_learnable_per_tensor_affine(x, s64, torch.tensor([0.0]), -8, 7, 1.0).sum().backward()
+    with pytest.raises(ValueError, match="step must have 20 elements"):
+        lsq_quantize(x.reshape(20, 1).expand(20, 3).clone(), torch.full((3,), 0.1), 4, axis=0)
+    with pytest.raises(ValueError, match="x must contain only finite"):
+        lsq_quantize(torch.tensor([1.0, float("inf")]), torch.tensor(0.1), 4)
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+        ActQuantizer(4, method="lsq", dtype=torch.float16)
+    # a float64 model's LSQ layers get float64 steps, so they run without a cast
+    q = make_qat_model(nn.Sequential(nn.Linear(4, 3)).double(), 4, method="lsq")
+    calibrate(q, torch.rand(8, 4))
+    assert q[0].act_quant.step.dtype == q[0].weight_quant.step.dtype == torch.float64
+
+
+# ---------------------------------------------------------------- lesson 06's PTQ baseline and freezing
+
+
+def _tiny_cnn():
+    torch.manual_seed(0)
+    return DigitsCNN(dtype=torch.float64).eval()
+
+
+def test_layer_input_ranges_are_lesson_05_observers_on_the_float_inputs():
+    from helpers.observers import observer_range
+
+    model = _tiny_cnn()
+    x = torch.rand(40, 1, 8, 8)
+    inputs = record_layer_inputs(model, x, batch_size=16)
+    assert list(inputs) == [n for n, _ in qat_layers(make_qat_model(model, 4))]
+    assert len(inputs["features.0"]) == 3 and torch.equal(torch.cat(inputs["features.0"]), x.double())
+    for method in CLIP_METHODS:
+        ranges = layer_input_ranges(inputs, method, 3)
+        for name, (lo, hi) in ranges.items():
+            want = observer_range(method, inputs[name], 3)
+            assert (lo, hi) == (float(want[0]), float(want[1]))
+    q = set_act_ranges(make_qat_model(model, 3), layer_input_ranges(inputs, "mse", 3))
+    before = {n: (float(m.act_quant.observer.min_val), float(m.act_quant.observer.max_val)) for n, m in qat_layers(q)}
+    assert before == layer_input_ranges(inputs, "mse", 3)
+    q.train()
+    q(torch.rand(16, 1, 8, 8, dtype=torch.float64) * 5)  # frozen: a training batch with a wider range changes nothing
+    assert before == {
+        n: (float(m.act_quant.observer.min_val), float(m.act_quant.observer.max_val)) for n, m in qat_layers(q)
+    }
+    # min-max ranges from the float inputs are the whole range of what each layer sees in the float model
+    mm = layer_input_ranges(inputs, "minmax", 8)
+    assert mm["features.0"] == (float(x.min()), float(x.max()))
+
+
+def test_ptq_helpers_bad_input():
+    model = _tiny_cnn()
+    inputs = record_layer_inputs(model, torch.rand(4, 1, 8, 8))
+    with pytest.raises(ValueError, match="method"):
+        layer_input_ranges(inputs, "moving_average", 4)
+    with pytest.raises(ValueError, match="bits"):
+        layer_input_ranges(inputs, "mse", 9)
+    with pytest.raises(ValueError, match="inputs"):
+        layer_input_ranges({}, "mse", 4)
+    with pytest.raises(ValueError, match="float model"):
+        record_layer_inputs(make_qat_model(model, 4), torch.rand(4, 1, 8, 8))
+    with pytest.raises(ValueError, match="at least one"):
+        record_layer_inputs(nn.ReLU(), torch.rand(4, 3))
+    ranges = layer_input_ranges(inputs, "minmax", 4)
+    with pytest.raises(ValueError, match="no entry"):
+        set_act_ranges(make_qat_model(model, 4), {k: v for k, v in ranges.items() if k != "features.3"})
+    with pytest.raises(ValueError, match="lo <= hi"):
+        set_act_ranges(make_qat_model(model, 4), {**ranges, "features.3": (1.0, 0.0)})
+    with pytest.raises(ValueError, match="finite"):
+        set_act_ranges(make_qat_model(model, 4), {**ranges, "features.3": (0.0, float("nan"))})
+    with pytest.raises(ValueError, match="method='minmax'"):
+        set_act_ranges(make_qat_model(model, 4, method="lsq"), ranges)
+    with pytest.raises(ValueError, match="no QATLayer"):
+        set_act_ranges(model, ranges)
+    with pytest.raises(TypeError, match="ranges must be a dict"):
+        set_act_ranges(make_qat_model(model, 4), [1, 2])
+
+
+def test_freeze_bn_stats_uses_and_keeps_running_statistics_in_train_mode():
+    model = freeze_observers(calibrate(make_qat_model(_tiny_cnn(), 8), torch.rand(32, 1, 8, 8)))
+    x = torch.rand(16, 1, 8, 8, dtype=torch.float64) * 3
+    bn = model.features[1]
+    stats = (bn.running_mean.clone(), bn.running_var.clone())
+    want = model.eval()(x)  # eval: running statistics
+    freeze_bn_stats(model)
+    frozen_copy = copy.deepcopy(model)
+    for m in (model, frozen_copy):
+        m.train()
+        out = m(x)
+        assert torch.equal(out, want)  # train mode now normalizes like eval
+        assert torch.equal(m.features[1].running_mean, stats[0]) and torch.equal(m.features[1].running_var, stats[1])
+    out.sum().backward()
+    assert frozen_copy.features[1].weight.grad is not None and frozen_copy.features[1].bias.grad is not None
+    unfrozen = make_qat_model(_tiny_cnn(), 8)
+    calibrate(unfrozen, torch.rand(32, 1, 8, 8))
+    unfrozen.train()(x)
+    assert not torch.equal(unfrozen.features[1].running_mean, stats[0])  # without it, a training batch moves them
+    freeze_bn_stats(model)  # twice is harmless: one hook
+    assert len(model.features[1]._forward_pre_hooks) == 1
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        freeze_bn_stats(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="running statistics"):
+        freeze_bn_stats(nn.Sequential(nn.BatchNorm1d(3, track_running_stats=False)))
+
+
+def test_logit_kl_and_model_logits():
+    torch.manual_seed(0)
+    p, q = torch.randn(50, 10), torch.randn(50, 10)
+    want = torch.nn.functional.kl_div(
+        torch.log_softmax(q.double(), 1), torch.log_softmax(p.double(), 1), log_target=True, reduction="batchmean"
+    )
+    assert logit_kl(p, q) == pytest.approx(float(want), rel=1e-12)
+    assert logit_kl(p, p) == 0.0 and logit_kl(p, p + 3.0) == pytest.approx(0.0, abs=1e-12)  # shift-invariant
+    assert logit_kl(p, q) > 0
+    with pytest.raises(ValueError, match="same shape"):
+        logit_kl(p, q[:, :5])
+    with pytest.raises(ValueError, match="2-D"):
+        logit_kl(p[0], q[0])
+    with pytest.raises(ValueError, match="finite"):
+        logit_kl(p, torch.full_like(q, float("nan")))
+    model = _tiny_cnn()
+    x = torch.rand(10, 1, 8, 8)
+    out = model_logits(model, x, batch_size=3)
+    assert out.dtype == torch.float64 and torch.allclose(out, model(x.double()), rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- lesson 06's exercises
+
+
+def _fq_solution(x, s, z, qmin, qmax):
+    return (torch.clamp(torch.round(x / s) + z, qmin, qmax) - z) * s
+
+
+FQ_WRONG = {
+    "round half up": lambda x, s, z, a, b: (torch.clamp(torch.floor(x / s + 0.5) + z, a, b) - z) * s,
+    "round half away from zero": lambda x, s, z, a, b: (
+        (torch.clamp(torch.sign(x / s) * torch.floor((x / s).abs() + 0.5) + z, a, b) - z) * s
+    ),
+    "truncate": lambda x, s, z, a, b: (torch.clamp(torch.trunc(x / s) + z, a, b) - z) * s,
+    "clamp x in code units": lambda x, s, z, a, b: (torch.round(torch.clamp(x, a, b) / s) + z - z) * s,
+    "clamp x, then no clamp of the code": lambda x, s, z, a, b: (torch.round(torch.clamp(x, a * s, b * s) / s)) * s,
+    "no zero point": lambda x, s, z, a, b: torch.clamp(torch.round(x / s), a, b) * s,
+    "zero point not removed": lambda x, s, z, a, b: torch.clamp(torch.round(x / s) + z, a, b) * s,
+    "zero point added after the clamp": lambda x, s, z, a, b: (torch.clamp(torch.round(x / s), a, b) + z - z) * s,
+    "no clamp": lambda x, s, z, a, b: (torch.round(x / s) + z - z) * s,
+}
+
+
+def _ste_from_mask(mask_fn):
+    def fn(x, s, z, qmin, qmax):
+        m = mask_fn(x, s, z, qmin, qmax).to(x.dtype)
+        x_hat = _fq_solution(x, s, z, qmin, qmax)
+        return x * m + (x_hat - x * m).detach()
+
+    return fn
+
+
+def _code(x, s, z):
+    return torch.round(x / s) + z
+
+
+STE_WRONG = {
+    "gradient 1 everywhere": _ste_from_mask(lambda x, s, z, a, b: torch.ones_like(x, dtype=torch.bool)),
+    "mask on the unrounded x / s": _ste_from_mask(lambda x, s, z, a, b: (x / s + z >= a) & (x / s + z <= b)),
+    "strict inequalities": _ste_from_mask(lambda x, s, z, a, b: (_code(x, s, z) > a) & (_code(x, s, z) < b)),
+    "mask after the clamp": _ste_from_mask(
+        lambda x, s, z, a, b: (_code(x, s, z).clamp(a, b) >= a) & (_code(x, s, z).clamp(a, b) <= b)
+    ),
+    "mask without the zero point": _ste_from_mask(lambda x, s, z, a, b: (_code(x, s, 0) >= a) & (_code(x, s, 0) <= b)),
+    "mask off by one at the top": _ste_from_mask(
+        lambda x, s, z, a, b: (_code(x, s, z) >= a) & (_code(x, s, z) <= b + 1)
+    ),
+    "no gradient (detached)": lambda x, s, z, a, b: _fq_solution(x, s, z, a, b).detach(),
+    "plain autograd through round": _fq_solution,
+}
+
+
+def _step_grad_wrong():
+    v = list(STEP_GRAD_X)
+    inside = [t for t in v if -4 <= round(t) <= 3]  # Python's round: half to even
+    right = sum(round(t) - t for t in inside) + (-4) + 3
+    return {
+        "sign flipped (v - round(v))": sum(t - round(t) for t in inside) + (-4) + 3,
+        "clipped values give 0": sum(round(t) - t for t in inside),
+        "clipped values give -v": sum(round(t) - t for t in inside) - (-5.0) - 9.0,
+        "round half up": sum(math.floor(t + 0.5) - t for t in inside) + (-4) + 3,
+        "qmax for both ends": sum(round(t) - t for t in inside) + 3 + 3,
+        "abs(qmin) below": sum(round(t) - t for t in inside) + 4 + 3,
+        "right": right,
+    }
+
+
+def test_exercise_solutions_pass(capsys):
+    assert check_fake_quant(_fq_solution)
+    assert check_ste(_ste_from_mask(lambda x, s, z, a, b: (_code(x, s, z) >= a) & (_code(x, s, z) <= b)))
+    assert check_step_grad(_step_grad_wrong()["right"])
+    assert check_step_grad(-1.4)  # (0 - 0.3) + (2 - 1.6) + (2 - 2.5) - 4 + 3, written as a number
+    assert capsys.readouterr().out.count("correct") == 4
+
+
+@pytest.mark.parametrize("name", sorted(FQ_WRONG))
+def test_fake_quant_checker_rejects_classic_mistakes(name):
+    assert not check_fake_quant(FQ_WRONG[name], quiet=True)
+
+
+@pytest.mark.parametrize("name", sorted(STE_WRONG))
+def test_ste_checker_rejects_classic_mistakes(name):
+    assert not check_ste(STE_WRONG[name], quiet=True)
+
+
+@pytest.mark.parametrize("name", sorted(set(_step_grad_wrong()) - {"right"}))
+def test_step_grad_checker_rejects_classic_mistakes(name):
+    value = _step_grad_wrong()[name]
+    assert not math.isclose(value, _step_grad_wrong()["right"], abs_tol=1e-3), name  # the inputs tell them apart
+    assert not check_step_grad(value, quiet=True)
+
+
+def test_exercise_checkers_report_unwritten_and_broken_answers(capsys):
+    def stub(*args):
+        raise NotImplementedError
+
+    assert not check_fake_quant(stub) and not check_ste(stub) and not check_step_grad(None)
+    assert not check_fake_quant(None) and not check_ste(None)
+    assert capsys.readouterr().out.count("not written yet") == 5
+    assert not check_ste(lambda *a: "x_hat")
+    assert not check_step_grad("-1.4")
+    out = capsys.readouterr().out
+    assert "raised TypeError" in out and out.count("Hint") == 2
