@@ -20,6 +20,8 @@ Granularity is chosen by ``axis`` and ``group_size``: neither → per-tensor (on
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from helpers._validate import (
@@ -33,6 +35,7 @@ from helpers._validate import (
     check_positive,
     check_tensor,
 )
+from helpers.exercises import close, grade
 
 __all__ = [
     "qrange",
@@ -57,6 +60,9 @@ __all__ = [
     "quant_view",
     "playground_view",
     "small_multiples_view",
+    "check_symmetric_qparams",
+    "check_prediction",
+    "check_clip",
 ]
 
 GRANULARITIES = ("tensor", "channel", "group")
@@ -64,6 +70,8 @@ CONVENTIONS = ("round_then_shift", "shift_then_round")
 SCHEMES = ("affine", "symmetric")
 DISTRIBUTIONS = ("normal", "uniform", "relu", "heavy-tailed")
 _F32_EPS = torch.finfo(torch.float32).eps
+_F32_MAX = torch.finfo(torch.float32).max
+_F32_TINY = torch.finfo(torch.float32).tiny  # smallest normal float32: below it 1 / scale overflows
 
 
 def qrange(bits: int = 8, signed: bool = True, restricted: bool = False) -> tuple[int, int]:
@@ -107,12 +115,19 @@ def affine_qparams(
     (one entry per channel or group). Returns float32 ``scale`` and int32 ``zero_point``.
     Taught in 02_affine.
     """
+    for value, name in ((x_min, "x_min"), (x_max, "x_max")):
+        if not isinstance(value, torch.Tensor):
+            check_finite_number(value, name)
+        elif value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real number or a real tensor, got dtype {value.dtype}")
     check_min_max(x_min, x_max)
     qmin, qmax = qrange(bits, signed, restricted)
     if not isinstance(symmetric, bool):
         raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
     lo = torch.as_tensor(x_min, dtype=torch.float32)
     hi = torch.as_tensor(x_max, dtype=torch.float32)
+    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
+        raise ValueError(f"x_min and x_max must lie within float32's range (|value| <= {_F32_MAX:.4g})")
     lo, hi = torch.broadcast_tensors(lo, hi)
     lo = torch.clamp(lo, max=0.0)
     hi = torch.clamp(hi, min=0.0)
@@ -126,6 +141,10 @@ def affine_qparams(
         scale = torch.maximum((hi - lo) / float(qmax - qmin), eps)
         zero_point = (qmin - torch.round(lo / scale)).to(torch.int32)
         zero_point = torch.clamp(zero_point, qmin, qmax)
+    if not bool(torch.isfinite(scale).all()):
+        raise ValueError(
+            f"x_max - x_min must be representable in float32 (at most {_F32_MAX:.4g}): the scale overflowed to inf"
+        )
     return scale, zero_point
 
 
@@ -227,10 +246,25 @@ def _code_dtype(qmin: int, qmax: int) -> torch.dtype:
 
 
 def _check_finite_fast(x: torch.Tensor, name: str) -> None:
-    """One read-only pass: NaN or inf makes the min or max non-finite."""
+    """One read-only pass: NaN or inf makes the min or max non-finite; float64 values must also fit float32."""
     lo, hi = torch.aminmax(x)
     if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
         raise ValueError(f"{name} must contain only finite values (no NaN or inf)")
+    if x.dtype == torch.float64 and max(-float(lo), float(hi)) > _F32_MAX:
+        raise ValueError(
+            f"{name} must hold values float32 can represent (|x| <= {_F32_MAX:.4g}): the kernels compute in float32"
+        )
+
+
+def _check_scale(scale: float | torch.Tensor) -> None:
+    """``scale`` must be finite and > 0, and a normal float32 (so that ``1 / scale`` is finite too)."""
+    check_positive(scale, "scale")
+    s = scale.detach().to(torch.float64) if isinstance(scale, torch.Tensor) else torch.tensor(float(scale))
+    if bool((s > _F32_MAX).any()) or bool((s < _F32_TINY).any()):
+        raise ValueError(
+            f"scale must be a normal float32 in {_F32_TINY:.4g}..{_F32_MAX:.4g} (1 / scale must be finite in float32), "
+            f"got {s.min().item():.4g}..{s.max().item():.4g}"
+        )
 
 
 def calc_qparams(
@@ -288,7 +322,7 @@ def quantize(
     _check_qmin_qmax(qmin, qmax)
     check_choice(convention, "convention", CONVENTIONS)
     axis, group_size = _granularity(x, axis, group_size)
-    check_positive(scale, "scale")
+    _check_scale(scale)
     zp = _check_zero_point(zero_point, qmin, qmax)
     s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
@@ -313,7 +347,7 @@ def dequantize(
     if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
         raise TypeError(f"q must be an integer tensor (int8, uint8, int16, int32 or int64), got dtype {q.dtype}")
     axis, group_size = _granularity(q, axis, group_size)
-    check_positive(scale, "scale")
+    _check_scale(scale)
     zp = _zero_point_tensor(zero_point)
     s = _broadcast_param(_as_param(scale, torch.float32), q, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), q, axis, group_size, "zero_point")
@@ -341,7 +375,7 @@ def fake_quantize(
     _check_finite_fast(x, "x")
     _check_qmin_qmax(qmin, qmax)
     axis, group_size = _granularity(x, axis, group_size)
-    check_positive(scale, "scale")
+    _check_scale(scale)
     zp = _check_zero_point(zero_point, qmin, qmax)
     s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
@@ -687,3 +721,181 @@ def small_multiples_view(
         "samples": samples,
         "views": views,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# the lesson's exercises: checkers (answers computed with torch's own observers and kernels)
+# --------------------------------------------------------------------------------------------
+
+
+def _torch_symmetric_qparams(x: torch.Tensor, bits: int, restricted: bool) -> tuple[float, int]:
+    """``MinMaxObserver(per_tensor_symmetric)``'s qparams for ``x`` on the signed ``bits``-bit range."""
+    from torch.ao.quantization import MinMaxObserver
+
+    lo, hi = qrange(bits, restricted=restricted)
+    obs = MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=lo, quant_max=hi)
+    obs(x)
+    scale, zero_point = obs.calculate_qparams()
+    return float(scale), int(zero_point)
+
+
+_SYMMETRIC_HINTS = {
+    "8 bits, full range": "the full signed range is [-2^(b-1), 2^(b-1)-1] (qrange(bits)): scale = max|x| / ((qmax - qmin) / 2), "
+    "i.e. max|x| / 127.5 at 8 bits, not / 128 or / 127",
+    "8 bits, restricted": "restricted=True drops the lowest code: [-(2^(b-1)-1), 2^(b-1)-1], so scale = max|x| / 127 at 8 bits",
+    "largest magnitude is negative": "use the largest magnitude, max(|min x|, |max x|), not max x",
+    "all zeros": "clamp the scale to at least torch.finfo(torch.float32).eps, as the observer does (0 would divide by zero)",
+    "zero point": "symmetric signed quantization has zero_point 0",
+}
+
+
+def check_symmetric_qparams(fn, *, quiet: bool = False) -> bool:
+    """Grade ``fn(x, bits, restricted) -> (scale, zero_point)`` against ``torch.ao.quantization.MinMaxObserver``.
+
+    The observer (``per_tensor_symmetric``, ``quant_min``/``quant_max`` from ``qrange``) gives the
+    right answer; scale and zero-point must be equal as numbers (float32 arithmetic). Labelled
+    cases first, one per classic mistake: 8-bit full range (qmax ``2^(b-1)`` or the restricted
+    divisor), 8-bit restricted (flag ignored), data whose largest magnitude is negative (``max x``
+    instead of ``max |x|``), an all-zero tensor (scale 0 instead of float32 eps), then 2..8 bits,
+    full and restricted, on skewed random data. Taught in 02_affine.
+    """
+    g = torch.Generator().manual_seed(5)
+    skewed = torch.randn(100, generator=g) * 3 + 0.5
+    neg = torch.tensor([-3.0, -1.25, 0.5, 2.0])
+    cases = [
+        ((skewed, 8, False), "8 bits, full range"),
+        ((skewed, 8, True), "8 bits, restricted"),
+        ((neg, 8, False), "largest magnitude is negative"),
+        ((torch.zeros(16), 8, False), "all zeros"),
+        ((torch.ones(8) * 0.75, 4, True), "zero point"),
+    ]
+    for bits in range(2, 9):
+        for restricted in (False, True):
+            x = torch.randn(100, generator=g) * 3 - 0.5
+            cases.append(((x, bits, restricted), f"{bits} bits, {'restricted' if restricted else 'full range'}"))
+
+    def as_numbers(x, bits, restricted):
+        out = fn(x, bits, restricted)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError(f"return a tuple (scale, zero_point), got {type(out).__name__}")
+        return float(out[0]), int(out[1])
+
+    return grade(
+        "my_symmetric_qparams",
+        None if fn is None else as_numbers,
+        [(args, _torch_symmetric_qparams(*args), label) for args, label in cases],
+        hint="amax = max(|min x|, |max x|); scale = amax / ((qmax - qmin) / 2) in float32, at least float32 eps; "
+        "zero_point = 0; (qmin, qmax) = qrange(bits, restricted=restricted)",
+        hints=_SYMMETRIC_HINTS,
+        quiet=quiet,
+    )
+
+
+def _torch_minmax_sqnr(x: torch.Tensor, bits: int) -> float:
+    """SQNR (dB) of ``x`` fake-quantized by torch with ``MinMaxObserver`` affine qparams on the signed ``bits``-bit range."""
+    from torch.ao.quantization import MinMaxObserver
+
+    lo, hi = qrange(bits)
+    obs = MinMaxObserver(dtype=torch.qint8, quant_min=lo, quant_max=hi)
+    obs(x)
+    scale, zero_point = obs.calculate_qparams()
+    x_hat = torch.fake_quantize_per_tensor_affine(x, float(scale), int(zero_point), lo, hi)
+    xd = x.double()
+    return 10.0 * torch.log10((xd * xd).sum() / ((x_hat.double() - xd) ** 2).sum()).item()
+
+
+def check_prediction(predicted, measured, sample, fit, *, quiet: bool = False) -> bool:
+    """Grade a predicted and a measured SQNR (dB) of 6-bit min-max quantization of a standard-normal sample.
+
+    ``fit = (slope, intercept)`` is the lesson's least-squares line of Gaussian SQNR against bits,
+    so the prediction must be ``slope * 6 + intercept`` (within 0.01 dB; not ``6.02 * 6``, which
+    ignores the Gaussian's offset). ``sample`` must be 50,000 float32 values with mean within
+    0.05 of 0 and standard deviation within 0.05 of 1, and ``measured`` must equal (within
+    0.01 dB) the SQNR torch gives on it: ``MinMaxObserver`` affine qparams on [-32, 31] and
+    ``torch.fake_quantize_per_tensor_affine`` (10·log10 of a power ratio). Taught in 02_affine.
+    """
+    if not (isinstance(fit, (tuple, list)) and len(fit) == 2):
+        raise TypeError("fit must be the pair (slope, intercept) of the lesson's Gaussian line")
+    slope, intercept = (check_finite_number(v, "fit") for v in fit)
+
+    def answer(which):
+        if which == "prediction":
+            return predicted
+        check_float_tensor(sample, "sample")
+        mean, std = float(sample.double().mean()), float(sample.double().std())
+        if sample.numel() != 50_000 or abs(mean) > 0.05 or abs(std - 1) > 0.05:
+            raise ValueError(
+                f"sample must be 50,000 draws of N(0, 1) (torch.randn), got {sample.numel()} values "
+                f"with mean {mean:.3f} and std {std:.3f}"
+            )
+        return measured
+
+    missing = predicted is None or measured is None or sample is None
+    cases = [(("prediction",), slope * 6 + intercept, "prediction")]
+    if not missing and isinstance(sample, torch.Tensor) and sample.is_floating_point() and sample.numel():
+        cases.append((("measured",), _torch_minmax_sqnr(sample.detach().float(), 6), "measured"))
+    else:
+        cases.append((("measured",), math.nan, "measured"))
+    ok = grade(
+        "SQNR prediction",
+        None if missing else answer,
+        cases,
+        hint="predict with the fitted line at 6 bits (slope * 6 + intercept); measure sqnr_db(x, fake_quantize_tensor(x, 6)) "
+        "on x = torch.randn(50_000, generator=...)",
+        hints={
+            "prediction": "use the Gaussian fit (slope * 6 + intercept): the 6.02 dB/bit rule alone ignores its offset",
+            "measured": "measure 6-bit min-max (fake_quantize_tensor(x, 6)) on the same sample: sqnr_db(x, x_hat)",
+        },
+        compare=close(rtol=0, atol=0.01),
+        quiet=quiet,
+    )
+    if ok and not quiet:
+        print(f"predicted {predicted:.2f} dB, measured {measured:.2f} dB: {abs(predicted - measured):.2f} dB apart")
+    return ok
+
+
+def check_clip(clip, w, *, quiet: bool = False) -> bool:
+    """Grade a clip fraction for ``w`` at 3 bits: the symmetric grid on ``±clip · max|w|`` must beat min-max's MSE.
+
+    Both MSEs are computed with torch: qparams from ``MinMaxObserver(per_tensor_symmetric)`` on
+    [-4, 3] (observing ``±clip · max|w|``, or ``w`` itself for min-max) and
+    ``torch.fake_quantize_per_tensor_affine``. ``clip`` must be a number in (0, 1] (a fraction,
+    not a percentage); 1.0 is min-max itself and does not beat it. Taught in 02_affine.
+    """
+    from torch.ao.quantization import MinMaxObserver
+
+    check_float_tensor(w, "w")
+    wf = w.detach().float()
+    amax = float(wf.abs().max())
+
+    def torch_mse(observed: torch.Tensor) -> float:
+        obs = MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=-4, quant_max=3)
+        obs(observed)
+        scale, zero_point = obs.calculate_qparams()
+        w_hat = torch.fake_quantize_per_tensor_affine(wf, float(scale), int(zero_point), -4, 3)
+        return float(((w_hat.double() - wf.double()) ** 2).mean())
+
+    base = torch_mse(wf)
+
+    def clipped_mse():
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)):
+            raise TypeError(f"clip must be a number in (0, 1], got {type(clip).__name__}")
+        if not 0 < clip <= 1:
+            raise ValueError(f"clip must be a fraction of max|w| in (0, 1], got {clip}")
+        return torch_mse(torch.tensor([-clip * amax, clip * amax]))
+
+    def below(got, want):
+        return None if got < want else f"MSE {got:.4g} is not below min-max's {want:.4g}"
+
+    ok = grade(
+        "clip",
+        None if clip is None else clipped_mse,
+        [((), base)],
+        hint="try fractions between 0.3 and 0.9 of max|w| with fake_quantize_range(w, -c*m, c*m, 3, scheme='symmetric') "
+        "and keep one whose MSE is below min-max's",
+        compare=below,
+        quiet=quiet,
+    )
+    if ok and not quiet:
+        print(f"clip {clip}: MSE {clipped_mse():.4g} vs min-max {base:.4g} ({base / clipped_mse():.2f}x lower)")
+    return ok

@@ -21,11 +21,13 @@ other casts (``float8_e4m3fnuz``, ml_dtypes) give NaN.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
 
 from helpers._validate import check_choice, check_float_tensor, check_int, check_tensor
+from helpers.exercises import grade
 
 __all__ = [
     "FORMATS",
@@ -43,6 +45,9 @@ __all__ = [
     "float_bits_view",
     "ulp_view",
     "magnitudes_view",
+    "check_decode",
+    "check_first_gap",
+    "check_halving_bit",
 ]
 
 #: The format names every function accepts, narrowest exponent last.
@@ -339,6 +344,17 @@ def _record(code: int, x: float, info: FloatFormat) -> FloatBits:
     )
 
 
+def _as_python_float(value: int | float) -> float:
+    """``float(value)``; an int too large for a float64 is rejected by name instead of an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"value must be a number a float64 can hold (|value| <= {sys.float_info.max:.4g}); an int of "
+            f"{value.bit_length()} bits is not"
+        ) from None
+
+
 def float_bits(value: float | torch.Tensor, fmt: str) -> FloatBits:
     """Sign, exponent and mantissa bit strings of ``value`` rounded to ``fmt``, with its class and stored value.
 
@@ -356,7 +372,7 @@ def float_bits(value: float | torch.Tensor, fmt: str) -> FloatBits:
     else:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"value must be a real number or a one-element float tensor, got {type(value).__name__}")
-        x = float(value)
+        x = _as_python_float(value)
     code = int(encode(torch.tensor([x], dtype=torch.float64), fmt)[0])
     return _record(code, x, info)
 
@@ -445,7 +461,7 @@ def float_bits_view(value: float, fmt: str, bits: str = "") -> dict:
         raise TypeError(f"value must be a real number, got {type(value).__name__}")
     if not isinstance(bits, str):
         raise TypeError(f"bits must be a str of '0'/'1', got {type(bits).__name__}")
-    value = float(value)
+    value = _as_python_float(value)
     typed = float_bits(value, fmt)
     digits = bits.replace(" ", "").replace("_", "")
     note = ""
@@ -547,3 +563,151 @@ def magnitudes_view(x: torch.Tensor, fmts: tuple[str, ...] | list[str] = FORMATS
         for f in fmts
     }
     return {"edges": edges, "counts": counts, "lo": lo, "hi": hi, "limits": limits}
+
+
+# --------------------------------------------------------------------------------------------
+# the lesson's exercises: checkers (answers computed from torch's own casts, never from a solution)
+# --------------------------------------------------------------------------------------------
+
+#: The formats ``check_decode`` sweeps: IEEE-754-style layouts (all-ones exponent = inf/NaN).
+DECODE_FORMATS = ("fp8_e5m2", "fp16", "bf16")
+
+_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32}
+
+
+def _torch_values_of_codes(fmt: str) -> torch.Tensor:
+    """Every bit pattern of ``fmt`` (code order) reinterpreted by torch itself as ``fmt``'s dtype, in float64."""
+    info = _INFO[fmt]
+    codes = torch.arange(2**info.bits, dtype=torch.int64)
+    nbytes = info.bits // 8
+    raw = codes.to(torch.int32) if nbytes == 4 else codes
+    if nbytes == 2:
+        raw = torch.where(codes >= 2**15, codes - 2**16, codes)
+    return raw.to(_INT_VIEW[nbytes]).view(info.torch_dtype).to(torch.float64)
+
+
+def _pattern(code: int, info: FloatFormat) -> str:
+    bits = format(code, f"0{info.bits}b")
+    return f"{bits[0]} {bits[1 : 1 + info.exp_bits]} {bits[1 + info.exp_bits :]}"
+
+
+def check_decode(fn, *, quiet: bool = False) -> bool:
+    """Grade ``fn(bits, exp_bits, man_bits) -> float`` on every bit pattern of fp8_e5m2, fp16 and bf16.
+
+    ``bits`` is the pattern as a string of '0'/'1' (sign first, no spaces). The expected value of
+    each pattern is torch's own: the code reinterpreted (``Tensor.view``) as ``torch.float8_e5m2``,
+    ``torch.float16`` or ``torch.bfloat16``. Labelled cases come first, one per classic mistake:
+    a normal number (wrong bias ``2^(E-1)`` instead of ``2^(E-1) - 1``), a negative one (sign
+    ignored), the smallest and largest subnormal (hidden 1 kept, or exponent ``-bias`` instead of
+    ``1 - bias``), -0, ±inf and NaN (all-ones exponent decoded as a normal number). Then every
+    pattern (131,328 in all). Prints one line; returns whether all agree. Taught in 01_float_bits.
+    """
+    hints = {}
+    targeted = []
+    sweep = []
+    for fmt in DECODE_FORMATS:
+        info = _INFO[fmt]
+        values = _torch_values_of_codes(fmt).tolist()
+        top = 2 ** (info.bits - 1)
+        ones = (2**info.exp_bits - 1) << info.man_bits  # exponent all ones, mantissa 0
+        picks = {
+            "normal": info.bias << info.man_bits,  # 1.0: e = bias
+            "normal above 1": (info.bias + 2) << info.man_bits | 1,  # (1 + 2^-M) * 4
+            "negative": top | (info.bias << info.man_bits) | 2 ** (info.man_bits - 1),  # -1.5
+            "smallest subnormal": 1,
+            "largest subnormal": 2**info.man_bits - 1,
+            "negative zero": top,
+            "inf": ones,
+            "-inf": top | ones,
+            "nan": ones | 1,
+        }
+        for kind, code in picks.items():
+            label = f"{kind}: {fmt} {_pattern(code, info)}"
+            targeted.append(((format(code, f"0{info.bits}b"), info.exp_bits, info.man_bits), values[code], label))
+            hints[label] = _DECODE_HINTS[kind]
+        sweep += [
+            ((format(c, f"0{info.bits}b"), info.exp_bits, info.man_bits), v, f"{fmt} {_pattern(c, info)}")
+            for c, v in enumerate(values)
+        ]
+    return grade(
+        "my_decode",
+        fn,
+        targeted + sweep,
+        hint="split the string into sign (1 bit), exponent (exp_bits) and mantissa (man_bits); "
+        "bias = 2^(exp_bits-1) - 1; exponent 0 is subnormal (no hidden 1, exponent 1 - bias); "
+        "exponent all ones is inf (mantissa 0) or NaN",
+        hints=hints,
+        quiet=quiet,
+    )
+
+
+_DECODE_HINTS = {
+    "normal": "a normal number is (1 + m/2^M) * 2^(e - bias) with bias = 2^(E-1) - 1 (127 for 8 exponent bits, not 128)",
+    "normal above 1": "a normal number is (1 + m/2^M) * 2^(e - bias): the mantissa is a fraction of 2^M after a hidden 1",
+    "negative": "the first bit is the sign: 1 means negative",
+    "smallest subnormal": "exponent field 0 means subnormal: no hidden 1, value (m/2^M) * 2^(1 - bias) (1 - bias, not -bias)",
+    "largest subnormal": "exponent field 0 means subnormal: (m/2^M) * 2^(1 - bias), so it joins the normals without a gap",
+    "negative zero": "sign 1, exponent 0, mantissa 0 is -0.0 (equal to 0.0)",
+    "inf": "an all-ones exponent with mantissa 0 is infinity (math.inf), not a number",
+    "-inf": "an all-ones exponent with mantissa 0 is infinity; with sign 1 it is -inf",
+    "nan": "an all-ones exponent with a nonzero mantissa is NaN (math.nan)",
+}
+
+
+def _first_inexact_integer(fmt: str) -> int:
+    """The smallest positive integer that torch's cast to ``fmt`` changes."""
+    n = torch.arange(1, 2**16 + 1, dtype=torch.float64)  # fp16 and bf16 both change one below 2^16
+    changed = n.to(_INFO[fmt].torch_dtype).to(torch.float64) != n
+    return int(n[changed][0])
+
+
+def check_first_gap(fp16_answer, bf16_answer, *, quiet: bool = False) -> bool:
+    """Grade the smallest positive integers that fp16 and bf16 cannot store (each an int, or None if unanswered).
+
+    The right answers are found by casting 1, 2, 3, ... with torch (``.to(torch.float16)`` /
+    ``.to(torch.bfloat16)``) and taking the first that comes back changed. Rejects the classic
+    off-by-ones ``2^(M+1)`` (still exact: a power of two), ``2^M + 1`` (exact: M + 1 significant
+    bits hold it) and ``2^(M+1) - 1``. Taught in 01_float_bits.
+    """
+    answers = {"fp16": fp16_answer, "bf16": bf16_answer}
+    if any(a is None for a in answers.values()):
+        fn = None
+    else:
+
+        def fn(fmt):
+            a = answers[fmt]
+            if isinstance(a, bool) or not isinstance(a, (int, float)):
+                raise TypeError(f"the answer for {fmt} must be an int, got {type(a).__name__}")
+            return a
+
+    hint = (
+        "with M stored mantissa bits a normal number has M + 1 significant bits, so every integer up to "
+        "2^(M+1) is exact (2^(M+1) itself is a power of two); the first that needs one bit more is just above it"
+    )
+    cases = [(("fp16",), _first_inexact_integer("fp16"), "fp16"), (("bf16",), _first_inexact_integer("bf16"), "bf16")]
+    return grade("first gap", fn, cases, hint=hint, quiet=quiet)
+
+
+def check_halving_bit(position, *, quiet: bool = False) -> bool:
+    """Grade the position (counted from the left, sign bit = 0) of the one float32 bit whose flip halves 85.125.
+
+    The right position is found with torch: each of the 32 bits of ``torch.tensor(85.125)`` is
+    flipped in its int32 view and the result compared with 85.125 / 2. Rejects counting from the
+    right (23), forgetting the sign bit (7), the neighbouring exponent bits and the sign bit.
+    Taught in 01_float_bits.
+    """
+    word = torch.tensor([85.125], dtype=torch.float32).view(torch.int32)
+    flips = torch.tensor([1 << (31 - p) if p else -(2**31) for p in range(32)], dtype=torch.int32)
+    flipped = (word ^ flips).view(torch.float32)
+    want = int((flipped == 85.125 / 2).nonzero()[0])
+
+    def fn():
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise TypeError(f"the answer must be an int in 0..31, got {type(position).__name__}")
+        return position
+
+    hint = (
+        "halving subtracts 1 from the biased exponent: find the exponent field (the sign bit is position 0) "
+        "and the one bit of it whose flip from 1 to 0 lowers the field by exactly 1"
+    )
+    return grade("halving bit", None if position is None else fn, [((), want)], hint=hint, quiet=quiet)

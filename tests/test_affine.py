@@ -1,5 +1,6 @@
 """Tests of helpers.affine: unit, property (hypothesis), cross-checks against PyTorch's kernels, bad input."""
 
+import math
 import warnings
 from fractions import Fraction
 
@@ -717,3 +718,139 @@ def test_fake_quantize_weight_bad_input():
         A.fake_quantize_weight(w, 8, granularity="group", group_size=0)
     with pytest.raises(ValueError, match="group_size"):
         A.fake_quantize_weight(w, 8, granularity="channel", group_size=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# the exercises' checkers: the right answer passes, every classic wrong answer is rejected
+# ---------------------------------------------------------------------------------------------
+
+_EPS32 = torch.finfo(torch.float32).eps
+
+
+def _symmetric(*, divisor=None, ignore_restricted=False, signed_max=False, eps=True, zero_point=0):
+    """Symmetric qparams with one classic mistake switched on (the defaults are right)."""
+
+    def fn(x, bits, restricted=False):
+        from helpers.affine import qrange
+
+        lo, hi = qrange(bits, restricted=restricted and not ignore_restricted)
+        amax = x.max().clamp(min=0) if signed_max else torch.maximum(-x.min().clamp(max=0), x.max().clamp(min=0))
+        scale = amax / (divisor(bits) if divisor else float(hi - lo) / 2)
+        return (torch.clamp(scale, min=_EPS32) if eps else scale), zero_point
+
+    return fn
+
+
+def test_check_symmetric_qparams(capsys):
+    from helpers.affine import check_symmetric_qparams
+
+    assert check_symmetric_qparams(_symmetric())
+    assert "correct" in capsys.readouterr().out
+    wrong = {
+        "qmax 2^(b-1)": _symmetric(divisor=lambda b: float(2 ** (b - 1))),
+        "always /(2^(b-1)-1)": _symmetric(divisor=lambda b: float(2 ** (b - 1) - 1)),
+        "restricted ignored": _symmetric(ignore_restricted=True),
+        "max x, not max |x|": _symmetric(signed_max=True),
+        "no eps (zero tensor)": _symmetric(eps=False),
+        "nonzero zero point": _symmetric(zero_point=1),
+    }
+    for name, fn in wrong.items():
+        assert not check_symmetric_qparams(fn, quiet=True), name
+    assert not check_symmetric_qparams(None, quiet=True)
+    assert not check_symmetric_qparams(lambda x, b, r=False: 0.1, quiet=True)  # not a tuple
+
+
+def test_check_prediction():
+    from helpers.affine import check_prediction, fake_quantize_tensor, sqnr_db
+
+    x = torch.randn(50_000, generator=torch.Generator().manual_seed(9))
+    measured = sqnr_db(x, fake_quantize_tensor(x, 6))
+    fit = (6.01, -8.6)
+    right = fit[0] * 6 + fit[1]
+    assert check_prediction(right, measured, x, fit, quiet=True)
+    u = torch.rand(50_000, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    wrong = {
+        "6.02 dB/bit without the offset": (6.02 * 6, measured, x),
+        "fit at 8 bits": (fit[0] * 8 + fit[1], measured, x),
+        "measured at 8 bits": (right, sqnr_db(x, fake_quantize_tensor(x, 8)), x),
+        "20 log10 of a power ratio": (right, 2 * measured, x),
+        "symmetric instead of min-max affine": (right, sqnr_db(x, fake_quantize_tensor(x, 6, scheme="symmetric")), x),
+        "uniform data": (right, sqnr_db(u, fake_quantize_tensor(u, 6)), u),
+        "too few samples": (right, measured, x[:1000]),
+        "measured is the prediction": (right, right, x),
+        "unanswered": (None, None, None),
+    }
+    for name, (p, m, s) in wrong.items():
+        assert not check_prediction(p, m, s, fit, quiet=True), name
+
+
+def test_check_clip():
+    from helpers.affine import check_clip, fake_quantize_range, fake_quantize_weight, mse
+
+    w = torch.randn(64, 128, generator=torch.Generator().manual_seed(0)) * 0.05
+    m = w.abs().max().item()
+    assert check_clip(0.5, w, quiet=True)
+    assert mse(w, fake_quantize_range(w, -0.5 * m, 0.5 * m, 3, scheme="symmetric")) < mse(
+        w, fake_quantize_weight(w, 3, granularity="tensor")
+    )  # the checker's torch computation agrees with the helpers
+    for wrong in (1.0, 80, 50.0, 0.05, 0.0, -0.5, 1.5, None, "0.5", True):
+        assert not check_clip(wrong, w, quiet=True), wrong
+
+
+# ---------------------------------------------------------------------------------------------
+# as strict as torch: half/double inputs agree with torch's kernels; what torch turns into garbage is refused by name
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_half_and_double_fake_quantize_per_tensor_equal_torch(dtype):
+    x = (torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 3).to(dtype)
+    for scale, zp in ((0.02, 3), (0.0123, -7), (0.25, 0)):
+        ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, -128, 127)  # computes in float32, returns dtype
+        assert torch.equal(A.fake_quantize(x, scale, zp, -128, 127).to(dtype), ref)
+        # torch.quantize_per_tensor accepts only float32: the helper quantizes x.float(), as a caller must for torch
+        codes = torch.quantize_per_tensor(x.float(), scale, zp, torch.qint8).int_repr()
+        assert torch.equal(A.quantize(x, scale, zp, -128, 127), codes)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_fake_quantize_per_channel_equals_torch(dtype):
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(16, 256, generator=g) * 3).to(dtype)
+    s = torch.rand(16, generator=g) * 0.05 + 1e-3
+    z = torch.randint(-10, 10, (16,), generator=g, dtype=torch.int32)
+    ref = torch.fake_quantize_per_channel_affine(x, s, z, 0, -128, 127)
+    assert torch.equal(A.fake_quantize(x, s, z, -128, 127, axis=0).to(dtype), ref)
+
+
+@pytest.mark.parametrize(
+    "scale",
+    [1e39, 1e-46, 1e-40, torch.tensor([0.1, 1e39], dtype=torch.float64), torch.tensor([1e-40], dtype=torch.float64)],
+)
+def test_scales_torch_turns_into_garbage_are_refused(scale):
+    # torch.quantize_per_tensor(x, 1e39, ...) gives all-zero codes and its fake-quant NaN; 1e-46 saturates every code
+    x = torch.ones(2) if not isinstance(scale, torch.Tensor) or scale.numel() == 1 else torch.ones(2, 3)
+    kw = {} if not isinstance(scale, torch.Tensor) or scale.numel() == 1 else {"axis": 0}
+    zp = 0 if not kw else torch.zeros(2, dtype=torch.int32)
+    for fn in (A.quantize, A.fake_quantize):
+        with pytest.raises(ValueError, match="scale must be a normal float32"):
+            fn(x, scale, zp, -128, 127, **kw)
+    with pytest.raises(ValueError, match="scale must be a normal float32"):
+        A.dequantize(x.to(torch.int8), scale, zp, **kw)
+
+
+def test_ranges_float32_cannot_hold_are_refused():
+    with pytest.raises(TypeError, match="x_min"):
+        A.affine_qparams(None, 1.0)
+    with pytest.raises(TypeError, match="x_max"):
+        A.affine_qparams(0.0, "1")
+    with pytest.raises(ValueError, match="float32's range"):
+        A.affine_qparams(-1e39, 1.0)
+    with pytest.raises(ValueError, match="overflowed"):
+        A.affine_qparams(-3e38, 3e38)  # torch's MinMaxObserver returns scale inf here
+    with pytest.raises(ValueError, match="float32 can represent"):
+        A.quantize(torch.tensor([1e39], dtype=torch.float64), 0.1, 0, -128, 127)
+    with pytest.raises(ValueError, match="float32 can represent"):
+        A.fake_quantize(torch.tensor([-1e39], dtype=torch.float64), 0.1, 0, -128, 127)
+    s, z = A.affine_qparams(-1e38, 1e38)  # the largest range float32 still holds
+    assert math.isfinite(s.item()) and z.item() in (-1, 0)

@@ -357,3 +357,112 @@ def test_value_from_bits_rejects_bad_patterns():
         value_from_bits(1.0, "fp16")
     with pytest.raises(TypeError, match="bits"):
         value_from_bits(True, "fp16")
+
+
+# ---------------------------------------------------------------------------------------------
+# the exercises' checkers: the right answer passes, every classic wrong answer is rejected
+# ---------------------------------------------------------------------------------------------
+
+
+def _decoder(*, bias_off=0, subnormal="right", specials=True, sign=True):
+    """A decoder with one classic mistake switched on (the defaults decode correctly)."""
+
+    def fn(bits, exp_bits, man_bits):
+        s, e, m = int(bits[0]), int(bits[1 : 1 + exp_bits], 2), int(bits[1 + exp_bits :], 2)
+        bias = 2 ** (exp_bits - 1) - 1 + bias_off
+        if specials and e == 2**exp_bits - 1:
+            magnitude = math.inf if m == 0 else math.nan
+        elif e == 0 and subnormal == "right":
+            magnitude = m / 2**man_bits * 2.0 ** (1 - bias)
+        elif e == 0 and subnormal == "minus bias":
+            magnitude = m / 2**man_bits * 2.0 ** (-bias)
+        else:  # "hidden one": the normal formula everywhere
+            magnitude = (1 + m / 2**man_bits) * 2.0 ** (e - bias)
+        return -magnitude if (s and sign) else magnitude
+
+    return fn
+
+
+def test_check_decode_passes_the_right_decoder(capsys):
+    from helpers.float_bits import check_decode
+
+    assert check_decode(_decoder())
+    assert "correct (131355 cases)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("mistake", "where"),
+    [
+        ({"bias_off": 1}, "case 'normal: fp8_e5m2"),  # bias 2^(E-1) instead of 2^(E-1) - 1
+        ({"subnormal": "hidden one"}, "case 'smallest subnormal"),  # no subnormal case
+        ({"subnormal": "minus bias"}, "case 'smallest subnormal"),  # subnormal exponent -bias, not 1 - bias
+        ({"specials": False}, "case 'inf"),  # all-ones exponent decoded as a normal number
+        ({"sign": False}, "case 'negative"),  # sign ignored
+    ],
+)
+def test_check_decode_rejects_classic_mistakes(mistake, where, capsys):
+    from helpers.float_bits import check_decode
+
+    assert not check_decode(_decoder(**mistake), quiet=True)
+    assert not check_decode(_decoder(**mistake))
+    assert where in capsys.readouterr().out
+
+
+def test_check_decode_rejects_inf_for_nan_and_a_stub(capsys):
+    from helpers.float_bits import check_decode
+
+    def no_nan(bits, exp_bits, man_bits):  # every all-ones exponent is inf
+        e = int(bits[1 : 1 + exp_bits], 2)
+        if e == 2**exp_bits - 1:
+            return -math.inf if bits[0] == "1" else math.inf
+        return _decoder()(bits, exp_bits, man_bits)
+
+    def stub(bits, exp_bits, man_bits):
+        raise NotImplementedError
+
+    assert not check_decode(no_nan, quiet=True)
+    assert not check_decode(stub) and not check_decode(None)
+    assert capsys.readouterr().out.count("not written yet") == 2
+
+
+def test_check_first_gap():
+    from helpers.float_bits import check_first_gap
+
+    assert check_first_gap(2049, 257, quiet=True)  # 2^(M+1) + 1, found by torch's casts
+    for fp16, bf16 in [(2048, 256), (1025, 129), (2047, 255), (257, 2049), (2049, 256), (None, 257), ("2049", 257)]:
+        assert not check_first_gap(fp16, bf16, quiet=True), (fp16, bf16)
+
+
+def test_check_halving_bit():
+    from helpers.float_bits import check_halving_bit
+
+    assert check_halving_bit(8, quiet=True)
+    for wrong in (23, 7, 9, 0, 31, None, 8.0, "8", True):
+        assert not check_halving_bit(wrong, quiet=True), wrong
+
+
+def test_double_inputs_round_as_torch_casts_them():
+    # torch's CPU cast from float64 goes through float32 (a double rounding): 1 + ulp/2 + 2^-40 becomes the tie
+    # 1 + ulp/2 in float32 and then rounds to even (1.0), not up; round_to_format does the same
+    for fmt in ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2"):
+        info = format_info(fmt)
+        g = torch.Generator().manual_seed(2)
+        x = torch.cat(
+            [
+                torch.tensor([1 + 2.0 ** -(info.man_bits + 1) + 2.0**-40], dtype=torch.float64),
+                torch.randn(5000, generator=g, dtype=torch.float64) * 4,
+            ]
+        )
+        ref = x.to(info.torch_dtype).to(torch.float32)
+        assert torch.equal(round_to_format(x, fmt), ref), fmt
+        assert round_to_format(x[:1], fmt).item() == 1.0
+
+
+def test_oversized_python_numbers_are_refused_by_name():
+    from helpers.float_bits import float_bits_view
+
+    with pytest.raises(ValueError, match="value must be a number a float64 can hold"):
+        float_bits(10**400, "fp16")
+    with pytest.raises(ValueError, match="value must be a number a float64 can hold"):
+        float_bits_view(-(10**400), "fp32")
+    assert float_bits(10**300, "fp16").kind == "inf"  # a big int that float64 holds overflows fp16 like torch's cast
