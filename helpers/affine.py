@@ -369,7 +369,11 @@ def fake_quantize(
     Equal, bit for bit, to ``torch.fake_quantize_per_tensor_affine`` (per-tensor) and
     ``torch.fake_quantize_per_channel_affine`` (per-channel). Uses the identity
     ``clamp(r + zp, qmin, qmax) - zp == clamp(r, qmin - zp, qmax - zp)`` so it needs only four
-    element-wise passes. Returns float32. Taught in 02_affine.
+    element-wise passes. Returns float32, except for float64 ``x``, which gives float64 as torch's
+    kernels do: per tensor the values are the float32 ones (torch computes in float32), per channel
+    (and per group) torch computes in float64 with ``1 / scale`` taken in float32, and so does this.
+    (float16/bfloat16 ``x`` are computed in float32, as torch does, and returned in float32: torch
+    rounds the same values to ``x``'s dtype at the end.) Taught in 02_affine.
     """
     check_float_tensor(x, "x", allow_nonfinite=True)
     _check_finite_fast(x, "x")
@@ -379,12 +383,15 @@ def fake_quantize(
     zp = _check_zero_point(zero_point, qmin, qmax)
     s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
+    if x.dtype == torch.float64 and axis is not None:  # torch's per-channel kernel works in float64
+        r = torch.round(x * (1.0 / s).double())
+        return torch.clamp(r, qmin - z.double(), qmax - z.double()).mul_(s.double())
     r = torch.round(x.float() * (1.0 / s))
     if z.ndim == 0:
         r.clamp_(qmin - float(z), qmax - float(z))
     else:
         r = torch.clamp(r, qmin - z, qmax - z)
-    return r.mul_(s)
+    return r.mul_(s).double() if x.dtype == torch.float64 else r.mul_(s)
 
 
 def _scheme_flags(scheme: str) -> bool:

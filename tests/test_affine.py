@@ -198,8 +198,25 @@ def test_sqnr_uniform_follows_602_rule():
 
 def test_half_and_double_inputs_accepted():
     x = _random(32)
-    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+    for dtype in (torch.float16, torch.bfloat16):
         assert A.fake_quantize_tensor(x.to(dtype), 8).dtype == torch.float32
+    # float64 in, float64 out, as torch.fake_quantize_per_tensor_affine / _per_channel_affine return
+    assert A.fake_quantize_tensor(x.double(), 8).dtype == torch.float64
+
+
+def test_double_fake_quantize_per_channel_equals_torch():
+    # torch's per-channel kernel computes float64 inputs in float64 (with 1/scale in float32); before, the helper
+    # computed them in float32 and disagreed on most values
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(100, 1000, generator=g) * 3).double()
+    s = torch.rand(100, generator=g) * 0.05 + 0.001
+    z = torch.randint(-10, 10, (100,), generator=g, dtype=torch.int32)
+    for axis, xs in ((0, x), (1, x.T.contiguous())):
+        ref = torch.fake_quantize_per_channel_affine(xs, s, z, axis, -128, 127)
+        assert torch.equal(A.fake_quantize(xs, s, z, -128, 127, axis=axis), ref)
+    ties = ((torch.arange(-140, 140, dtype=torch.float64) + 0.5)[None, :] * s[:, None].double()).contiguous()
+    ref = torch.fake_quantize_per_channel_affine(ties, s, z, 0, -128, 127)
+    assert torch.equal(A.fake_quantize(ties, s, z, -128, 127, axis=0), ref)
 
 
 # ------------------------------------------------------------------------------------------ properties
@@ -807,7 +824,9 @@ def test_half_and_double_fake_quantize_per_tensor_equal_torch(dtype):
     x = (torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 3).to(dtype)
     for scale, zp in ((0.02, 3), (0.0123, -7), (0.25, 0)):
         ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, -128, 127)  # computes in float32, returns dtype
-        assert torch.equal(A.fake_quantize(x, scale, zp, -128, 127).to(dtype), ref)
+        ours = A.fake_quantize(x, scale, zp, -128, 127)
+        assert ours.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+        assert torch.equal(ours.to(dtype), ref)
         # torch.quantize_per_tensor accepts only float32: the helper quantizes x.float(), as a caller must for torch
         codes = torch.quantize_per_tensor(x.float(), scale, zp, torch.qint8).int_repr()
         assert torch.equal(A.quantize(x, scale, zp, -128, 127), codes)
