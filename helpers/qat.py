@@ -14,7 +14,11 @@ Taught in 06_qat. The pieces, from the smallest up:
   per-channel weight fake-quant and per-tensor input (activation) fake-quant, any bits 2..8;
 * ``make_qat_model``, ``calibrate``, ``freeze_observers``, ``ptq_model`` — swap every Conv2d/Linear
   of a model, so post-training quantization (PTQ: calibrate, freeze, evaluate) and QAT
-  (calibrate, then fine-tune through the fake quantizers) use exactly the same quantizers.
+  (calibrate, then fine-tune through the fake quantizers) use exactly the same quantizers;
+* ``record_layer_inputs``, ``layer_input_ranges``, ``set_act_ranges`` — PTQ with lesson 05's observers
+  (``CLIP_METHODS``) choosing each activation range; ``freeze_bn_stats`` (BatchNorm on running statistics
+  during training); ``model_logits`` and ``logit_kl`` (fidelity to the fp32 model);
+* ``check_fake_quant``, ``check_ste``, ``check_step_grad`` — the lesson's exercise checkers.
 """
 
 from __future__ import annotations
