@@ -446,7 +446,13 @@ def quantize_dynamic_onnx(
     tmp = out.with_suffix(f".tmp{os.getpid()}.onnx")
     with _Quiet():
         quantize_dynamic(
-            str(path), str(tmp), per_channel=per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8
+            str(path),
+            str(tmp),
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+            # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference: their outputs are float
+            extra_options={"DefaultTensorType": 1},  # onnx.TensorProto.FLOAT
         )
     os.replace(tmp, out)
     return out
@@ -532,6 +538,10 @@ def quantize_static_onnx(
 def compile_fp32(model: nn.Module, example_inputs: tuple) -> Callable[..., Any]:
     """``torch.compile(model)`` with inductor and weight freezing, compiled now on ``example_inputs``.
 
+    ``model``: an ``nn.Module`` (switched to eval mode) or a ``torch.export`` graph module such as
+    torchao pt2e's converted int8 model (compiled as it is: inductor then lowers its q/dq pairs to
+    int8 kernels).
+
     Freezing folds the (eval-mode) weights into the graph as constants, so inductor can pre-pack
     them for its GEMM/convolution kernels, as a deployment would. The returned callable runs under
     ``torch.no_grad``; other input shapes trigger a recompilation (``dynamic=False``).
@@ -542,7 +552,11 @@ def compile_fp32(model: nn.Module, example_inputs: tuple) -> Callable[..., Any]:
         raise TypeError("example_inputs must be a non-empty tuple of inputs")
     import torch._inductor.config as inductor_config
 
-    model.eval()
+    if model.training:
+        try:
+            model.eval()
+        except NotImplementedError:  # a torch.export graph (e.g. pt2e's converted model) has no train/eval switch
+            pass
     compiled = torch.compile(model, backend="inductor", dynamic=False)
 
     def run(*args, **kwargs):
@@ -556,15 +570,19 @@ def compile_fp32(model: nn.Module, example_inputs: tuple) -> Callable[..., Any]:
 # ----------------------------------------------------------------------------- roofline
 
 
-def _rate(fn: Callable[[], object], ops: float, repeats: int) -> float:
+def _rate(fn: Callable[[], object], ops: float, repeats: int, trials: int = 3) -> float:
+    """Giga-operations per second: the best of ``trials`` medians of ``repeats`` timed calls each."""
     fn()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return ops / statistics.median(times) / 1e9
+    best = math.inf
+    for _ in range(trials):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        best = min(best, statistics.median(times))
+    return ops / best / 1e9
 
 
 def matmul_peaks(*, threads: int | None = None, size: int = 1024, gemv: int = 2048, repeats: int = 15) -> dict:
@@ -573,7 +591,8 @@ def matmul_peaks(*, threads: int | None = None, size: int = 1024, gemv: int = 20
     ``compute_*``: a ``size``×``size``×``size`` product (compute-bound: each weight byte is reused
     ``size`` times). ``batch1_*``: one row times a ``gemv``×``gemv`` weight (memory-bound: each weight
     byte is used once), with the weight bytes streamed per second (``*_gbs``). ``batch16_*``: 16 rows.
-    One multiply-add counts as 2 operations. The int8 product goes through ``helpers.kernels``'s
+    One multiply-add counts as 2 operations. Each figure is the best of 3 medians of ``repeats``
+    calls: a peak, which a transient stall of the machine should not lower. The int8 product goes through ``helpers.kernels``'s
     guard: ``int8_exact_kernel`` is False where ``torch._int_mm`` was replaced by the exact (slow)
     float64 product on this CPU. Medians of ``repeats`` calls with ``threads`` torch threads
     (default: the current setting).

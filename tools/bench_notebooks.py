@@ -34,10 +34,18 @@ def time_notebook(path) -> float:
 
 
 def run() -> dict:
-    out: dict = {"seconds": {}}
+    out: dict = {"seconds": {}, "failed": {}}
     total = core = 0.0
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        seconds = time_notebook(path)
+        start = time.perf_counter()
+        try:
+            seconds = time_notebook(path)
+        except Exception as exc:  # noqa: BLE001 - a failing lesson is reported, the other timings still count
+            seconds = time.perf_counter() - start
+            reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+            out["failed"][path.stem] = f"{type(exc).__name__} after {seconds:.1f} s: {reason}"
+            print(f"{path.name:<36s} FAILED after {seconds:6.1f} s ({type(exc).__name__}); its time is not counted")
+            continue
         number = path.name[:2]
         total += seconds
         core += seconds if "01" <= number <= "08" else 0.0
@@ -49,6 +57,8 @@ def run() -> dict:
         f"{'lessons 01-08':<36s} {core:6.1f} s   ({'ok' if core <= CORE_BUDGET else f'OVER the {CORE_BUDGET:.0f} s budget'})"
     )
     out["core_seconds"] = round(core, 2)
+    if out["failed"]:
+        print(f"FAILED notebooks (not counted in the totals): {', '.join(out['failed'])}")
     # ru_maxrss of children: the largest resident set of any kernel this process started (KiB on Linux).
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     scale = 1 if sys.platform != "darwin" else 1 / 1024
