@@ -31,7 +31,6 @@ __all__ = [
     "recommend",
     "decision_view",
     "format_table",
-    "EncoderOutput",
     "ort_embed",
     "packed_state_dict",
     "affine_codes",
@@ -258,7 +257,8 @@ def choose(
     ``size_rel`` (:func:`size_tie`), qualities within their standard error (:func:`quality_tie`),
     speeds whose measured spreads overlap (:func:`speed_tie`) — go on to the next criterion:
     ``size → quality → divergence → speed`` for ``goal="size"``, ``quality → divergence → size →
-    speed`` for ``"quality"``, ``speed → quality → divergence → size`` for ``"speed"``. Rows still
+    speed`` for ``"quality"``, ``speed → quality → divergence → size`` for ``"speed"``. A criterion
+    the tied rows did not measure (a divergence missing, no speed-up at all) is skipped. Rows still
     tied after the last criterion are decided by table order. Returns ``(None, reason)`` when no
     candidate is within the budget.
     """
@@ -287,6 +287,9 @@ def choose(
     for criterion in _CRITERIA[goal]:
         if criterion == "divergence" and any(r.divergence is None for r in ok):
             steps.append("divergence not measured for every tied row")
+            continue
+        if criterion == "speed" and all(r.speedup is None for r in ok):
+            steps.append("speed not measured")
             continue
         narrowed = _narrow(ok, criterion, size_rel)
         if len(narrowed) > 1:
@@ -351,7 +354,12 @@ def decision_view(
 
 def _fmt_quality(r: Result, quality_fmt: str) -> str:
     text = quality_fmt.format(r.quality)
-    return text + (" ± " + quality_fmt.format(r.quality_se) if r.quality_se > 0 else "")
+    if r.quality_se <= 0:
+        return text
+    se = quality_fmt.format(r.quality_se)
+    if float(se) == 0.0:  # below the quality's last printed digit: one significant digit instead
+        se = f"{r.quality_se:.1g}"
+    return f"{text} ± {se}"
 
 
 def format_table(
@@ -364,6 +372,8 @@ def format_table(
 ) -> str:
     """A Markdown table of ``results``: quality (± its standard error), divergence, size in MB, × smaller than fp32.
 
+    The standard error is printed like the quality, or to one significant digit when it is below
+    the quality's last printed digit.
     The divergence column appears when a row has one (printed to 3 significant digits).
     ``timings=True`` adds the noisy columns (speed-up against the best fp32 path with its min–p90
     spread, against eager fp32, time to quantize); keep those in a separate, nbval-ignored cell so
@@ -399,28 +409,8 @@ def format_table(
     return "\n".join(lines)
 
 
-class EncoderOutput(nn.Module):
-    """A Hugging Face encoder as ``forward(input_ids, attention_mask, token_type_ids) -> last_hidden_state``.
-
-    Positional tensors in, one tensor out: the form ``torch.onnx.export``'s TorchScript exporter
-    takes (a ``BertModel`` called positionally collides with its own keyword arguments).
-    """
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}")
-        self.encoder = encoder
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-    ) -> torch.Tensor:
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        return out.last_hidden_state
-
-
 def ort_embed(session: Any, tokenizer: Any, sentences: Sequence[str], *, max_length: int = 128) -> torch.Tensor:
-    """``helpers.language.embed`` for an ONNX Runtime session of :class:`EncoderOutput`: float64 embeddings.
+    """``helpers.language.embed`` for an ONNX Runtime encoder session (``helpers.runtimes.export_encoder``): float64 embeddings.
 
     One batch of ``sentences`` (padded, truncated to ``max_length``), the session's last hidden
     state mean-pooled over real tokens and L2-normalised, in float64 — the same pooling as ``embed``.

@@ -14,7 +14,6 @@ from helpers.measure import serialized_size
 from helpers.models import load_digits_cnn
 from helpers.nonuniform import nf4_levels
 from helpers.recipes import (
-    EncoderOutput,
     Result,
     accuracy_se,
     affine_codes,
@@ -280,6 +279,10 @@ def test_choose_breaks_ties_with_the_next_criterion():
         "2 tie on speed within its measured spread; decided by table order"
     )
     assert choose(partial, max_drop=1.0, goal="size")[0].method == "static pt"
+    unmeasured = [r._replace(speedup=None, speed_band=None) for r in rows]
+    assert choose(unmeasured, max_drop=1.0, goal="speed") == choose(unmeasured, max_drop=1.0, goal="quality")[:1] + (
+        "speed not measured; 4 tie on quality within its spread; decided by divergence",
+    )
     assert choose([rows[0], rows[5]], max_drop=1.0) == (None, "no quantized row within a drop of 1")
 
 
@@ -300,13 +303,13 @@ def test_format_table_spread_divergence_and_speed_columns():
     rows = _cnn_like()
     plain = format_table(rows, "acc", quality_fmt="{:.2f}")
     assert "| static pc | 99.33 ± 0.38 | 5.6e-05 | 0.05 | 3.43 |" in plain and "vs best fp32" not in plain
+    tiny = format_table([rows[0], rows[1]._replace(quality=0.9997, quality_se=2.4e-5)], "cos")
+    assert "| 0.9997 ± 2e-05 |" in tiny
     timed_rows = [rows[3]._replace(speedup_eager=5.0)]
     text = format_table([rows[0]] + timed_rows, "acc", timings=True, quality_fmt="{:.2f}")
     assert "| 4.30× (4.10–4.60) | 5.00× |" in text
 
 
-def test_encoder_output_and_ort_embed_bad_inputs():
-    with pytest.raises(TypeError, match="encoder"):
-        EncoderOutput("bert")
+def test_ort_embed_bad_inputs():
     with pytest.raises(TypeError, match="session"):
         ort_embed(object(), None, ["a"])
