@@ -56,6 +56,8 @@ __all__ = [
     "layer_sensitivity",
     "mixed_precision",
     "smallest_keep_set",
+    "torch_per_token_linear",
+    "check_per_token_linear",
     "LATENCY_BATCH_SIZES",
     "minilm_batch",
     "latency_sweep",
@@ -172,6 +174,30 @@ def _check_input(x: torch.Tensor, in_features: int) -> None:
         raise ValueError(f"x must have last dimension in_features={in_features}, got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"x must be a non-empty batch, got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x must contain only finite values (no NaN or inf): its range sets the activation scale")
+
+
+def _check_codes(q: object, scale: object, bias: object) -> None:
+    """The stored parts of an int8 layer: int8 codes ``(out, in)``, positive finite float scales ``(out, 1)``
+    or ``(1, 1)``, and a finite float bias ``(out,)`` or ``None``."""
+    check_tensor(q, "q")
+    if q.dtype != torch.int8 or q.ndim != 2:
+        raise TypeError(
+            f"q must be a 2-d torch.int8 tensor of weight codes, got dtype {q.dtype} and shape {tuple(q.shape)}"
+        )
+    check_float_tensor(scale, "scale")
+    out = q.shape[0]
+    if tuple(scale.shape) not in ((out, 1), (1, 1)):
+        raise ValueError(
+            f"scale must have shape ({out}, 1) (per channel) or (1, 1) (per tensor), got {tuple(scale.shape)}"
+        )
+    if not bool((scale > 0).all()):
+        raise ValueError("scale must be > 0 everywhere")
+    if bias is not None:
+        check_float_tensor(bias, "bias")
+        if tuple(bias.shape) != (out,):
+            raise ValueError(f"bias must be None or have shape ({out},), got {tuple(bias.shape)}")
 
 
 class WeightOnlyInt8Linear(nn.Module):
@@ -183,6 +209,7 @@ class WeightOnlyInt8Linear(nn.Module):
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
+        _check_codes(q, scale, bias)
         self.in_features, self.out_features = q.shape[1], q.shape[0]
         self.register_buffer("qweight", q)
         self.register_buffer("scale", scale.float())
@@ -231,6 +258,7 @@ class DynamicInt8Linear(nn.Module):
         reduce_range: bool | None = None,
     ) -> None:
         super().__init__()
+        _check_codes(q, scale, bias)
         check_choice(act_granularity, "act_granularity", ACT_GRANULARITIES)
         if not isinstance(act_symmetric, bool):
             raise TypeError(f"act_symmetric must be True or False, got {act_symmetric!r}")
@@ -558,18 +586,30 @@ def outlier_ratio(x: torch.Tensor) -> float:
 
 
 def fake_quant_layer(
-    w: torch.Tensor, x: torch.Tensor, bits: int = 8, weight_granularity: str = "channel"
+    w: torch.Tensor,
+    x: torch.Tensor,
+    bits: int = 8,
+    weight_granularity: str = "channel",
+    act_granularity: str = "tensor",
+    reduce_range: bool = False,
 ) -> dict[str, object]:
-    """One Linear layer at ``bits``: fake-quantized weights (symmetric) and dynamic per-tensor activations (affine).
+    """One Linear layer at ``bits``: fake-quantized weights (symmetric) and dynamic activations (affine).
 
-    Returns ``w_hat``, ``x_hat``, the activation ``scale``/``zero_point``/``qmin``/``qmax``, the
-    weight ``w_scale`` (one per row, or one), and ``rel_err = ||x_hat @ w_hat.T - x @ w.T|| / ||x @ w.T||``
-    (bias left out: it is not quantized). Taught in 04_dynamic.
+    Activations get one range per tensor or one per token (row of ``x``, ``act_granularity``), and
+    ``bits - 1`` bits with ``reduce_range`` (torch's x86 choice: 0..127 at 8 bits).
+    Returns ``w_hat``, ``x_hat``, the activation ``scale``/``zero_point`` (per token: those of the
+    token with the widest range), ``act_scales`` (every token's, or the one), ``act_bits``,
+    ``qmin``/``qmax``, the weight ``w_scale`` (one per row, or one), and
+    ``rel_err = ||x_hat @ w_hat.T - x @ w.T|| / ||x @ w.T||`` (bias left out: it is not quantized).
+    Taught in 04_dynamic.
     """
     check_float_tensor(w, "w")
     check_float_tensor(x, "x")
     check_bits(bits, 2, 8)
     check_choice(weight_granularity, "weight_granularity", WEIGHT_GRANULARITIES)
+    check_choice(act_granularity, "act_granularity", ACT_GRANULARITIES)
+    if not isinstance(reduce_range, bool):
+        raise TypeError(f"reduce_range must be True or False, got {reduce_range!r}")
     if w.ndim != 2 or x.ndim != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(
             f"w must be (out, in) and x (tokens, in) with the same in, got {tuple(w.shape)} and {tuple(x.shape)}"
@@ -578,9 +618,12 @@ def fake_quant_layer(
     w_scale, w_zp = calc_qparams(w.float(), bits, signed=True, symmetric=True, axis=axis)
     wq_min, wq_max = qrange(bits, signed=True)
     w_hat = fake_quantize(w.float(), w_scale, w_zp, wq_min, wq_max, axis=axis)
-    scale, zero_point = calc_qparams(x.float(), bits, signed=False)
-    qmin, qmax = qrange(bits, signed=False)
-    x_hat = fake_quantize(x.float(), scale, zero_point, qmin, qmax)
+    act_bits = bits - 1 if reduce_range else bits
+    x_axis = 0 if act_granularity == "token" else None
+    scales, zero_points = calc_qparams(x.float(), act_bits, signed=False, axis=x_axis)
+    qmin, qmax = qrange(act_bits, signed=False)
+    x_hat = fake_quantize(x.float(), scales, zero_points, qmin, qmax, axis=x_axis)
+    widest = int(scales.reshape(-1).argmax())
     y = x.float() @ w.float().T
     y_hat = x_hat @ w_hat.T
     rel_err = float(torch.linalg.vector_norm(y_hat - y) / torch.linalg.vector_norm(y).clamp(min=1e-30))
@@ -588,8 +631,10 @@ def fake_quant_layer(
         "w_hat": w_hat,
         "x_hat": x_hat,
         "w_scale": w_scale,
-        "scale": float(scale),
-        "zero_point": int(zero_point),
+        "scale": float(scales.reshape(-1)[widest]),
+        "zero_point": int(zero_points.reshape(-1)[widest]),
+        "act_scales": scales.reshape(-1),
+        "act_bits": act_bits,
         "qmin": qmin,
         "qmax": qmax,
         "y": y,
@@ -610,24 +655,39 @@ def _levels(qmin: int, qmax: int, zero_point: int, scale: float) -> np.ndarray:
 
 
 def layer_view(
-    w: torch.Tensor, x: torch.Tensor, bits: int = 8, weight_granularity: str = "channel", name: str = "layer"
+    w: torch.Tensor,
+    x: torch.Tensor,
+    bits: int = 8,
+    weight_granularity: str = "channel",
+    name: str = "layer",
+    act_granularity: str = "tensor",
+    reduce_range: bool = False,
 ) -> dict[str, object]:
     """What the layer explorer shows for one Linear layer at ``bits``: :func:`fake_quant_layer` plus the pictures' data.
 
     Adds ``w`` and ``x`` (float32, flattened numpy), ``w_levels`` (the widest row's grid when
-    per channel, the tensor's grid when per tensor), ``x_levels`` (the dynamic activation grid),
-    ``err`` (flattened ``y_hat - y``), ``outlier_ratio`` of ``x`` (``inf`` when its median is 0, as
-    after a ReLU), ``bits``, ``weight_granularity``,
-    ``name`` and ``readout`` (text). Drawn by ``helpers.plotting.dynamic.layer_figure``. Taught in 04_dynamic.
+    per channel, the tensor's grid when per tensor), ``x_levels`` (the dynamic activation grid; per
+    token, the widest token's), ``err`` (flattened ``y_hat - y``), ``outlier_ratio`` of ``x`` (``inf``
+    when its median is 0, as after a ReLU), ``bits``, ``weight_granularity``, ``act_granularity``,
+    ``reduce_range``, ``name`` and ``readout`` (text). Drawn by ``helpers.plotting.dynamic.layer_figure``.
+    Taught in 04_dynamic.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
-    res = fake_quant_layer(w, x, bits, weight_granularity)
+    res = fake_quant_layer(w, x, bits, weight_granularity, act_granularity, reduce_range)
     wq_min, wq_max = qrange(bits, signed=True)
+    if act_granularity == "token":
+        scales = res["act_scales"]
+        act = (
+            f"per-token scales {float(scales.min()):.4g}..{float(scales.max()):.4g} over {scales.numel()} tokens "
+            f"(widest token: zero point {res['zero_point']})"
+        )
+    else:
+        act = f"activation scale {res['scale']:.4g}, zero point {res['zero_point']}"
     readout = (
-        f"{name}: {bits}-bit weights (per-{weight_granularity}) and {bits}-bit dynamic activations; "
-        f"activation scale {res['scale']:.4g}, zero point {res['zero_point']}; "
-        f"relative output error ||y_hat - y|| / ||y|| = {res['rel_err']:.3%}"
+        f"{name}: {bits}-bit weights (per-{weight_granularity}) and {res['act_bits']}-bit dynamic activations "
+        f"(per-{act_granularity}, codes {res['qmin']}..{res['qmax']}{', reduce_range' if reduce_range else ''}); "
+        f"{act}; relative output error ||y_hat - y|| / ||y|| = {res['rel_err']:.3%}"
     )
     return {
         **res,
@@ -639,6 +699,8 @@ def layer_view(
         "outlier_ratio": _ratio_or_inf(x),
         "bits": bits,
         "weight_granularity": weight_granularity,
+        "act_granularity": act_granularity,
+        "reduce_range": reduce_range,
         "name": name,
         "readout": readout,
     }
@@ -810,6 +872,102 @@ def smallest_keep_set(
         if cos >= target:
             break
     return ranked[: trace[-1][0]], trace
+
+
+def torch_per_token_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic per-token int8 Linear from torch's own observers and quantize ops: ``(y float32, acc int32)``.
+
+    Weights: ``PerChannelMinMaxObserver`` (qint8, per-channel symmetric) and ``torch.quantize_per_channel``
+    along the output rows. Activations: the same observer with quint8 per-channel *affine* along the
+    rows of ``x`` (one scale and zero point per token, codes 0..255), ``torch.quantize_per_channel``.
+    ``acc = (q_x - z_x) @ q_w.T`` in int64 (exact), returned as int32; ``y = acc * (s_x s_w) + b`` in float32.
+    The answer key of the lesson's exercise (:func:`check_per_token_linear`). Taught in 04_dynamic.
+    """
+    from torch.ao.quantization.observer import PerChannelMinMaxObserver
+
+    check_float_tensor(x, "x")
+    check_float_tensor(w, "w")
+    check_float_tensor(b, "b")
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1] or tuple(b.shape) != (w.shape[0],):
+        raise ValueError(
+            f"x must be (tokens, in), w (out, in) and b (out,), got {tuple(x.shape)}, {tuple(w.shape)}, {tuple(b.shape)}"
+        )
+    x, w, b = x.detach().float(), w.detach().float(), b.detach().float()
+    w_obs = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    w_obs(w)
+    s_w, z_w = w_obs.calculate_qparams()
+    x_obs = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.quint8, qscheme=torch.per_channel_affine)
+    x_obs(x)
+    s_x, z_x = x_obs.calculate_qparams()
+    with warnings.catch_warnings():  # torch deprecates quantized tensors; the ops are the reference here
+        warnings.simplefilter("ignore", UserWarning)
+        q_w = torch.quantize_per_channel(w, s_w, z_w, 0, torch.qint8).int_repr()
+        q_x = torch.quantize_per_channel(x, s_x, z_x, 0, torch.quint8).int_repr()
+    acc = ((q_x.long() - z_x.long()[:, None]) @ q_w.long().T).to(torch.int32)
+    y = acc.float() * (s_x.float()[:, None] * s_w.float()[None, :]) + b
+    return y, acc
+
+
+def _per_token_cases() -> list[tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, torch.Tensor], str]]:
+    gen = torch.Generator().manual_seed(4)
+    cases = []
+    # one all-positive token (after a GELU): affine 0..255 has twice the levels of symmetric int8
+    x = torch.rand(1, 16, generator=gen) * 3.0 + 0.05
+    w, b = torch.randn(3, 16, generator=gen), torch.zeros(3)
+    cases.append(((x, w, b), "positive token"))
+    # rows of very different ranges, most straddling 0: per-tensor scales and a missing zero point show up
+    x = torch.randn(5, 24, generator=gen) * torch.tensor([[1.0], [10.0], [0.1], [3.0], [50.0]])
+    x[2] += 0.3  # an all-positive row next to mixed ones
+    w, b = torch.randn(6, 24, generator=gen) * 0.2, torch.randn(6, generator=gen)
+    cases.append(((x, w, b), "token ranges"))
+    # long all-positive dot products: the int32 sums pass 2^24, where float32 can no longer count by one
+    x = torch.rand(4, 4096, generator=gen) + 0.5
+    w, b = torch.rand(8, 4096, generator=gen) + 0.5, torch.zeros(8)
+    cases.append(((x, w, b), "long sums"))
+    return [(args, torch_per_token_linear(*args), label) for args, label in cases]
+
+
+def _compare_y_acc(got: object, want: tuple[torch.Tensor, torch.Tensor]) -> str | None:
+    from helpers.exercises import close, same
+
+    if not isinstance(got, tuple) or len(got) != 2:
+        return f"expected a tuple (y, acc), got {type(got).__name__}"
+    y, acc = got
+    why = same(acc, want[1])
+    if why:
+        return f"acc: {why}"
+    tol = 1e-5 * float(want[0].abs().max())  # float32 rounding of the rescale, relative to max |y|
+    why = close(rtol=1e-5, atol=tol)(y, want[0])
+    return f"y: {why}" if why else None
+
+
+def check_per_token_linear(fn: Callable | None, *, quiet: bool = False) -> bool:
+    """Grade a learner's ``fn(x, w, b) -> (y, acc)``: dynamic per-token affine uint8 activations, per-channel int8 weights.
+
+    The answers come from torch's observers and quantize ops (:func:`torch_per_token_linear`); the
+    cases reject per-tensor activation scales, symmetric (zero point 0) activations, a missing
+    zero-point correction and float32 accumulation. Prints one line (unless ``quiet``), returns
+    whether every case agrees. Taught in 04_dynamic.
+    """
+    from helpers.exercises import grade
+
+    return grade(
+        "per-token dynamic int8 Linear",
+        fn,
+        _per_token_cases(),
+        hint=(
+            "per row of x: scale = (max - min) / 255 over the range widened to include 0, zero point "
+            "round(-min / scale); q_x = clamp(round(x / scale) + z, 0, 255); weights symmetric per output row "
+            "(max|w| / 127.5); acc = (q_x - z) @ q_w.T in int32; y = acc * s_x s_w + b"
+        ),
+        hints={
+            "token ranges": "each row (token) needs its own scale and zero point, and acc must subtract the zero point",
+            "positive token": "activations are affine 0..255 with a zero point, not symmetric int8",
+            "long sums": "accumulate in integers (int32/int64), not float32: these sums pass 2^24",
+        },
+        compare=_compare_y_acc,
+        quiet=quiet,
+    )
 
 
 def minilm_batch(tokenizer, sentences: Sequence[str], batch_size: int, seq_len: int | None = None) -> dict:

@@ -13,15 +13,18 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from helpers.affine import calc_qparams, quantize
 from helpers.dynamic import (
+    SMALL_SCALE_THRESHOLD,
     DynamicInt8Linear,
     Float32Island,
     WeightOnlyInt8Linear,
     capture_linear_inputs,
+    check_per_token_linear,
     default_reduce_range,
     dynamic_act_qparams,
     fake_quant_layer,
@@ -37,6 +40,7 @@ from helpers.dynamic import (
     quantize_weight_int8,
     smallest_keep_set,
     swap_linears,
+    torch_per_token_linear,
 )
 from helpers.measure import serialized_size
 
@@ -623,3 +627,196 @@ def test_tiny_activation_range_uses_torchs_smallest_scale():
     scale, zero_point, _, _ = dynamic_act_qparams(x, reduce_range=True)
     q = torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range=True)
     assert float(scale) == pytest.approx(q.q_scale(), rel=1e-6) and int(zero_point) == q.q_zero_point()
+
+
+# --------------------------------------------------------------------------- strict inputs (issue 13, item 5)
+
+
+@pytest.mark.parametrize("cls", [WeightOnlyInt8Linear, DynamicInt8Linear])
+def test_layers_reject_non_finite_inputs_and_bad_parts(cls):
+    layer = cls.from_float(nn.Linear(4, 3))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.randn(2, 4)
+        x[1, 2] = bad
+        with pytest.raises(ValueError, match="x must contain only finite values"):
+            layer(x)
+    q, scale = quantize_weight_int8(torch.randn(3, 4))
+    bias = torch.randn(3)
+    assert cls(q, scale, bias)(torch.randn(2, 4)).shape == (2, 3)
+    assert cls(q, scale, None)(torch.randn(2, 4)).shape == (2, 3)
+    with pytest.raises(TypeError, match="q must be a torch.Tensor"):
+        cls(None, scale, bias)
+    with pytest.raises(TypeError, match="q must be a 2-d torch.int8"):
+        cls(q.int(), scale, bias)
+    with pytest.raises(TypeError, match="q must be a 2-d torch.int8"):
+        cls(q.flatten(), scale, bias)
+    with pytest.raises(TypeError, match="scale must be a torch.Tensor"):
+        cls(q, None, bias)
+    with pytest.raises(TypeError, match="scale must be a floating-point"):
+        cls(q, torch.ones(3, 1, dtype=torch.int32), bias)
+    with pytest.raises(ValueError, match="scale must contain only finite"):
+        cls(q, torch.full((3, 1), float("nan")), bias)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        cls(q, torch.zeros(3, 1), bias)
+    with pytest.raises(ValueError, match=r"scale must have shape \(3, 1\)"):
+        cls(q, torch.ones(4, 1), bias)
+    with pytest.raises(ValueError, match="bias must contain only finite"):
+        cls(q, scale, torch.tensor([0.0, float("inf"), 1.0]))
+    with pytest.raises(ValueError, match=r"bias must be None or have shape \(3,\)"):
+        cls(q, scale, torch.randn(4))
+    with pytest.raises(TypeError, match="bias must be a floating-point"):
+        cls(q, scale, torch.ones(3, dtype=torch.int64))
+
+
+def test_helpers_reject_none_and_non_finite():
+    w = torch.randn(3, 4)
+    with pytest.raises(TypeError, match="w must be a torch.Tensor"):
+        quantize_weight_int8(None)
+    with pytest.raises(ValueError, match="w must contain only finite"):
+        quantize_weight_int8(torch.full((3, 4), float("nan")))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        dynamic_act_qparams(None)
+    with pytest.raises(ValueError, match="x must contain only finite"):
+        dynamic_act_qparams(torch.tensor([[1.0, float("inf")]]))
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        fake_quant_layer(w, torch.ones(2, 4, dtype=torch.int8))
+    with pytest.raises(TypeError, match="reduce_range"):
+        fake_quant_layer(w, torch.randn(2, 4), 8, "channel", "tensor", None)
+    with pytest.raises(ValueError, match="act_granularity"):
+        fake_quant_layer(w, torch.randn(2, 4), 8, "channel", "row")
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        outlier_ratio(None)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        linear_names(None)
+    with pytest.raises(TypeError, match="engine must be a string"):
+        default_reduce_range(3)
+
+
+def test_fake_quant_layer_activation_options():
+    """Per token: one grid per row, as the dynamic per-token layer; reduce_range: one bit fewer."""
+    torch.manual_seed(6)
+    w, x = torch.randn(8, 32), torch.randn(20, 32) * torch.logspace(-1, 1, 20)[:, None]
+    tensor, token = fake_quant_layer(w, x, 8, "channel", "tensor"), fake_quant_layer(w, x, 8, "channel", "token")
+    assert token["act_scales"].numel() == 20 and tensor["act_scales"].numel() == 1
+    assert token["rel_err"] < tensor["rel_err"]
+    s, z = calc_qparams(x, 8, signed=False, axis=0)
+    assert torch.equal(token["act_scales"], s)
+    assert torch.equal(token["x_hat"], (quantize(x, s, z, 0, 255, axis=0).float() - z[:, None]) * s[:, None])
+    seven = fake_quant_layer(w, x, 8, "channel", "tensor", True)
+    assert (seven["act_bits"], seven["qmin"], seven["qmax"]) == (7, 0, 127) and seven["rel_err"] > tensor["rel_err"]
+    assert fake_quant_layer(w, x, 2, "tensor", "token", True)["qmax"] == 1  # 1-bit activations at the slider's end
+
+
+# --------------------------------------------------------------------------- the exercise (issue 13, item 4)
+
+
+def _layer_fn(x, w, b):
+    linear = nn.Linear(w.shape[1], w.shape[0])
+    linear.weight.data, linear.bias.data = w.clone(), b.clone()
+    layer = DynamicInt8Linear.from_float(
+        linear, weight_granularity="channel", act_granularity="token", reduce_range=False
+    )
+    return layer(x), layer.accumulate(x)[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    k=st.integers(1, 48),
+    n=st.integers(1, 6),
+    spread=st.floats(0.01, 100.0),
+    shift=st.floats(-2.0, 2.0),
+    seed=st.integers(0, 2**16),
+)
+def test_answer_key_is_torch_and_equals_the_course_layer(rows, k, n, spread, shift, seed):
+    """torch_per_token_linear (torch's observers and quantize ops) == DynamicInt8Linear(token, affine, 8 bits)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, k, generator=gen) * spread + shift * spread
+    w, b = torch.randn(n, k, generator=gen), torch.randn(n, generator=gen)
+    lo, hi = x.clamp(max=0).amin(1), x.clamp(min=0).amax(1)
+    # torch's dynamic kernels (and the course layer) floor a row's scale at 6.1e-5; torch's observer does not
+    assume(bool(((hi.double() - lo.double()) / 255 >= SMALL_SCALE_THRESHOLD).all()))
+    y_ref, acc_ref = torch_per_token_linear(x, w, b)
+    y, acc = _layer_fn(x, w, b)
+    assert acc_ref.dtype == torch.int32 and torch.equal(acc, acc_ref)
+    _close(y, y_ref)
+
+
+def _solution(x, w, b):
+    s_w, z_w = calc_qparams(w, 8, symmetric=True, axis=0)
+    q_w = quantize(w, s_w, z_w, -128, 127, axis=0)
+    s_x, z_x = calc_qparams(x, 8, signed=False, axis=0)
+    q_x = quantize(x, s_x, z_x, 0, 255, axis=0)
+    acc = (q_x.int() - z_x[:, None]) @ q_w.int().T
+    return acc.float() * (s_x[:, None] * s_w[None, :]) + b, acc
+
+
+def _weights(w):
+    s_w, z_w = calc_qparams(w, 8, symmetric=True, axis=0)
+    return s_w, quantize(w, s_w, z_w, -128, 127, axis=0).int()
+
+
+def _per_tensor_acts(x, w, b):
+    s_w, q_w = _weights(w)
+    s_x, z_x = calc_qparams(x, 8, signed=False)
+    acc = (quantize(x, s_x, z_x, 0, 255).int() - z_x) @ q_w.T
+    return acc.float() * (s_x * s_w[None, :]) + b, acc
+
+
+def _symmetric_acts(x, w, b):
+    s_w, q_w = _weights(w)
+    s_x, z_x = calc_qparams(x, 8, signed=True, symmetric=True, axis=0)
+    acc = quantize(x, s_x, z_x, -128, 127, axis=0).int() @ q_w.T
+    return acc.float() * (s_x[:, None] * s_w[None, :]) + b, acc
+
+
+def _no_zero_point_correction(x, w, b):
+    s_w, q_w = _weights(w)
+    s_x, z_x = calc_qparams(x, 8, signed=False, axis=0)
+    acc = quantize(x, s_x, z_x, 0, 255, axis=0).int() @ q_w.T
+    return acc.float() * (s_x[:, None] * s_w[None, :]) + b, acc
+
+
+def _float32_accumulation(x, w, b):
+    s_w, q_w = _weights(w)
+    s_x, z_x = calc_qparams(x, 8, signed=False, axis=0)
+    q_x = quantize(x, s_x, z_x, 0, 255, axis=0)
+    acc = ((q_x.float() - z_x[:, None].float()) @ q_w.float().T).round().to(torch.int32)
+    return acc.float() * (s_x[:, None] * s_w[None, :]) + b, acc
+
+
+def _int64_acc(x, w, b):
+    y, acc = _solution(x, w, b)
+    return y, acc.long()
+
+
+def test_per_token_checker_passes_the_solution_and_the_course_layer(capsys):
+    assert check_per_token_linear(_solution)
+    assert check_per_token_linear(_layer_fn, quiet=True)
+    assert "correct (3 cases)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [_per_tensor_acts, _symmetric_acts, _no_zero_point_correction, _float32_accumulation, _int64_acc],
+)
+def test_per_token_checker_rejects_classic_wrong_answers(wrong, capsys):
+    assert not check_per_token_linear(wrong, quiet=True)
+    assert capsys.readouterr().out == ""
+    assert not check_per_token_linear(wrong)
+    out = capsys.readouterr().out
+    assert "not yet" in out and "Hint" in out
+
+
+def test_per_token_checker_missing_stub_and_bad_answer_key_input(capsys):
+    def stub(x, w, b):
+        raise NotImplementedError
+
+    assert not check_per_token_linear(stub) and not check_per_token_linear(None)
+    assert capsys.readouterr().out.count("not written yet") == 2
+    assert not check_per_token_linear(lambda x, w, b: x)  # not a (y, acc) tuple
+    assert "expected a tuple" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="x must be"):
+        torch_per_token_linear(torch.randn(2, 3), torch.randn(4, 5), torch.randn(4))
+    with pytest.raises(ValueError, match="x must contain only finite"):
+        torch_per_token_linear(torch.full((2, 3), float("nan")), torch.randn(4, 3), torch.randn(4))

@@ -95,7 +95,13 @@ def test_other_figures():
 
 @pytest.mark.parametrize(
     "control, value",
-    [("bits", 4), ("name", "encoder.layer.0.output.dense"), ("weight_granularity", "tensor")],
+    [
+        ("bits", 4),
+        ("name", "encoder.layer.0.output.dense"),
+        ("weight_granularity", "tensor"),
+        ("act_granularity", "token"),
+        ("reduce_range", True),
+    ],
 )
 def test_layer_explorer_redraws(control, value):
     box = layer_explorer(_layers())
@@ -103,31 +109,64 @@ def test_layer_explorer_redraws(control, value):
     box.controls[control].value = value
     assert box.image.value != image
     assert box.readout.value != readout
-    assert box.last_values[control] == value
+    assert box.last_values[control] == value and box.last_error is None
 
 
 def test_layer_explorer_survives_every_control_value():
-    """Every layer x granularity x bit width computes a view; the widget redraws at the bit widths' ends."""
+    """Every layer x weight granularity x activation granularity x reduce_range x bit width computes a distinct view;
+    the widget redraws, without an error, at both ends of the bit slider for every combination of the other controls."""
     layers = _layers()
-    readouts = {
-        layer_view(*layers[name], bits, gran, name)["readout"]
+    combos = [
+        (name, wg, ag, rr)
         for name in layers
-        for gran in ("channel", "tensor")
-        for bits in range(2, 9)
+        for wg in ("channel", "tensor")
+        for ag in ("tensor", "token")
+        for rr in (False, True)
+    ]
+    readouts = {
+        layer_view(*layers[n], bits, wg, n, ag, rr)["readout"] for n, wg, ag, rr in combos for bits in range(2, 9)
     }
-    assert len(readouts) == 2 * 2 * 7
+    assert len(readouts) == len(combos) * 7
     box = layer_explorer(layers)
+    assert {k: list(dict(c.options).values()) if isinstance(c.options[0], tuple) else list(c.options)
+            for k, c in box.controls.items() if k != "bits"} == {
+        "name": list(layers), "weight_granularity": ["channel", "tensor"], "act_granularity": ["tensor", "token"],
+        "reduce_range": [False, True],
+    }  # fmt: skip
+    assert (box.controls["bits"].min, box.controls["bits"].max) == (2, 8)
     seen = {box.image.value}
-    for name in layers:
+    for name, wg, ag, rr in combos:
         box.controls["name"].value = name
-        for gran in ("channel", "tensor"):
-            box.controls["weight_granularity"].value = gran
-            for bits in (2, 8):
-                box.controls["bits"].value = bits
-                assert box.last_values == {"name": name, "bits": bits, "weight_granularity": gran}
-                assert box.readout.value.count(name) == 1
-                seen.add(box.image.value)
-    assert len(seen) == 2 * 2 * 2
+        box.controls["weight_granularity"].value = wg
+        box.controls["act_granularity"].value = ag
+        box.controls["reduce_range"].value = rr
+        for bits in (2, 8):
+            box.controls["bits"].value = bits
+            want = {"name": name, "bits": bits, "weight_granularity": wg, "act_granularity": ag, "reduce_range": rr}
+            assert box.last_values == want and box.last_error is None
+            assert box.readout.value.count(name) == 1
+            assert f"{bits - 1 if rr else bits}-bit dynamic activations (per-{ag}" in box.readout.value
+            seen.add(box.image.value)
+    assert len(seen) == len(combos) * 2
+
+
+def test_per_token_and_reduce_range_in_the_view():
+    """Per-token ranges fit an outlier token's neighbours better; reduce_range halves the activation grid."""
+    w, x = _layers()["encoder.layer.0.attention.self.query"]
+    x = x.clone()
+    x[0] *= 50  # one outlier token
+    per_tensor = layer_view(w, x, 8, "channel", "q", "tensor", False)
+    per_token = layer_view(w, x, 8, "channel", "q", "token", False)
+    seven = layer_view(w, x, 8, "channel", "q", "tensor", True)
+    assert per_token["rel_err"] < per_tensor["rel_err"] < seven["rel_err"]
+    assert per_token["act_scales"].numel() == x.shape[0] and per_tensor["act_scales"].numel() == 1
+    assert per_token["scale"] == float(per_token["act_scales"].max())
+    assert (seven["qmin"], seven["qmax"], seven["act_bits"]) == (0, 127, 7) and seven["x_levels"].size == 128
+    assert layer_view(w, x, 2, "channel", "q", "token", True)["x_levels"].size == 2  # 1-bit activations
+    with pytest.raises(ValueError, match="act_granularity"):
+        layer_view(w, x, 8, "channel", "q", "row")
+    with pytest.raises(TypeError, match="reduce_range"):
+        layer_view(w, x, 8, "channel", "q", "tensor", 1)
 
 
 def test_views_take_post_relu_inputs():
@@ -150,3 +189,7 @@ def test_layer_explorer_bad_input():
         layer_explorer(_layers(), layer="nope")
     with pytest.raises(ValueError, match="bits"):
         layer_explorer(_layers(), bits=9)
+    with pytest.raises(ValueError, match="act_granularity"):
+        layer_explorer(_layers(), act_granularity="row")
+    with pytest.raises(TypeError, match="reduce_range"):
+        layer_explorer(_layers(), reduce_range="yes")

@@ -57,12 +57,18 @@ def layer_figure(view: Mapping[str, object]) -> Figure:
     ax_w.set_xlabel("w")
     ax_x.hist(xn, bins=160, color=COLORS["x"], log=True)
     _grid_ticks(ax_x, view["x_levels"], float(xn.min()), float(xn.max()))
-    ax_x.set_title(f"inputs x (max/median |x| = {view['outlier_ratio']:.0f})", fontsize=9)
+    grid = "widest token's grid, " if view.get("act_granularity") == "token" else ""
+    ax_x.set_title(f"inputs x ({grid}max/median |x| = {view['outlier_ratio']:.0f})", fontsize=9)
     ax_x.set_xlabel("x")
     ax_e.hist(view["err"], bins=120, color=COLORS["err"], log=True)
     ax_e.set_title(f"output error, rel {view['rel_err']:.2%}", fontsize=9)
     ax_e.set_xlabel("err = y_hat - y")
-    fig.suptitle(f"{short_name(view['name'])} at {view['bits']} bits", fontsize=10)
+    act_bits = view.get("act_bits", view["bits"])
+    fig.suptitle(
+        f"{short_name(view['name'])}: {view['bits']}-bit weights, {act_bits}-bit activations "
+        f"per {view.get('act_granularity', 'tensor')}",
+        fontsize=10,
+    )
     return fig
 
 
