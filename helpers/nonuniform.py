@@ -14,6 +14,7 @@ codes here equal bitsandbytes' bit for bit (see ``blockwise_absmax_codebook``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -55,7 +56,11 @@ __all__ = [
     "METHOD_LABELS",
     "method_levels",
     "nonuniform_fake_quantize",
+    "mse_table",
+    "mse_table_markdown",
     "codebook_view",
+    "check_codebook_quantize",
+    "check_nf_levels",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -72,13 +77,33 @@ def check_levels(levels: torch.Tensor, name: str = "levels") -> torch.Tensor:
     check_float_tensor(levels, name)
     if levels.ndim != 1:
         raise ValueError(f"{name} must be a 1-D tensor, got shape {tuple(levels.shape)}")
+    _check_float32_range(levels, name)
     if levels.numel() > 1:
         diffs = levels[1:] - levels[:-1]
         if bool((diffs < 0).any()):
             raise ValueError(f"{name} must be sorted in ascending order (use torch.sort first)")
         if bool((diffs == 0).any()):
             raise ValueError(f"{name} must not contain duplicate values (each code needs its own level)")
+        lv32 = levels.detach().float()
+        if bool((lv32[1:] == lv32[:-1]).any()):
+            raise ValueError(f"{name} must stay distinct in float32 (two levels round to the same float32 value)")
     return levels
+
+
+_F32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _check_float32_range(x: torch.Tensor, name: str) -> None:
+    """Raise unless every value of ``x`` survives the float32 cast the codebook arithmetic makes.
+
+    A float64 value beyond float32's range would silently become inf (then NaN after an absmax
+    division). Call after ``check_float_tensor``.
+    """
+    if x.dtype == torch.float64 and x.numel() and float(x.detach().abs().max()) > _F32_MAX:
+        raise ValueError(
+            f"{name} must fit in float32 (|{name}| <= {_F32_MAX:.4g}); the codebook arithmetic is float32, "
+            f"got |{name}| up to {float(x.detach().abs().max()):.4g}"
+        )
 
 
 def _index_dtype(n_levels: int) -> torch.dtype:
@@ -100,6 +125,7 @@ def codebook_quantize(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
+    _check_float32_range(x, "x")
     check_levels(levels)
     lv = levels.detach().float()
     return _nearest(x.detach().float(), lv).to(_index_dtype(lv.numel()))
@@ -130,6 +156,7 @@ def codebook_fake_quantize(x: torch.Tensor, levels: torch.Tensor) -> torch.Tenso
     Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
+    _check_float32_range(x, "x")
     check_levels(levels)
     lv = levels.detach().float()
     return lv[_nearest(x.detach().float(), lv)]
@@ -158,6 +185,7 @@ def blockwise_absmax_codebook(
     Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
+    _check_float32_range(x, "x")
     check_levels(levels)
     block_size = check_int(block_size, "block_size", lo=1)
     lv = levels.detach().float()
@@ -189,9 +217,13 @@ def blockwise_codebook_dequantize(
     Taught in 03_nonuniform.
     """
     check_levels(levels)
+    check_tensor(q, "q")
     block_size = check_int(block_size, "block_size", lo=1)
     check_float_tensor(absmax, "absmax")
-    shape = tuple(int(s) for s in shape)
+    _check_float32_range(absmax, "absmax")
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"shape must be a tuple of ints (or torch.Size), got {type(shape).__name__}")
+    shape = tuple(check_int(s, "shape[i]", lo=0) for s in shape)
     n = math.prod(shape)
     if q.numel() != n:
         raise ValueError(f"shape must describe q.numel() = {q.numel()} elements, got {shape} ({n} elements)")
@@ -237,6 +269,8 @@ def log_levels(bits: int, base: float = 2.0) -> torch.Tensor:
     power of ``base``. ``2^b - 1`` distinct levels (+0 and -0 coincide). Taught in 03_nonuniform.
     """
     bits = check_bits(bits, lo=2, hi=8)
+    if isinstance(base, bool) or not isinstance(base, (int, float)):
+        raise TypeError(f"base must be a finite number > 1, got {type(base).__name__}")
     base = float(base)
     if not math.isfinite(base) or base <= 1.0:
         raise ValueError(f"base must be a finite number > 1, got {base}")
@@ -276,6 +310,8 @@ def nf_levels(bits: int = 4, offset: float | None = None) -> torch.Tensor:
     bits = check_bits(bits, lo=2, hi=8)
     if offset is None:
         offset = nf4_offset(bits)
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)):
+        raise TypeError(f"offset must be a number in (0.5, 1), got {type(offset).__name__}")
     offset = float(offset)
     if not 0.5 < offset < 1.0:
         raise ValueError(f"offset must lie in (0.5, 1), got {offset}")
@@ -359,6 +395,13 @@ def kmeans_fit(
     Stops when the relative MSE improvement is below ``tol`` (or after ``max_iter``); returns the
     best levels seen, so the MSE never exceeds that of the initial levels.
 
+    Fewer distinct values than levels (a constant tensor, two values, a post-ReLU tensor of a few
+    values): when ``x`` has ``d <= n_levels`` distinct values, every distinct value is its own level
+    and the result has ``d`` levels, MSE 0, ``n_iter = 0`` — the global optimum. A codebook holds
+    each level once (see ``check_levels``), so the ``n_levels - d`` surplus codes are simply unused.
+    scikit-learn's ``KMeans`` returns the same set of distinct centres there, with duplicate centres
+    for the empty clusters and a ``ConvergenceWarning``.
+
     ``init``: ``"quantile"`` (equal-count quantiles of the distinct values; the default, it
     converges in the fewest iterations), ``"linear"`` (evenly spaced from min to max, Deep
     Compression's choice), ``"random"`` (distinct values
@@ -366,6 +409,7 @@ def kmeans_fit(
     Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
+    _check_float32_range(x, "x")
     n_levels = check_int(n_levels, "n_levels", lo=1, hi=65536)
     max_iter = check_int(max_iter, "max_iter", lo=0)
     check_positive(tol, "tol")
@@ -373,8 +417,6 @@ def kmeans_fit(
     # numpy's sort is several times faster than torch.sort on CPU for one large 1-D array
     xs = torch.from_numpy(np.sort(x.detach().reshape(-1).float().cpu().numpy())).double()
     distinct = torch.unique_consecutive(xs)
-    if distinct.numel() < n_levels:
-        raise ValueError(f"n_levels must be <= the number of distinct values in x ({distinct.numel()}), got {n_levels}")
     if isinstance(init, torch.Tensor):
         check_levels(init, "init")
         if init.numel() != n_levels:
@@ -382,6 +424,11 @@ def kmeans_fit(
         levels = init.detach().double().clone()
     else:
         check_choice(init, "init", KMEANS_INITS)
+    if distinct.numel() <= n_levels:
+        # as many levels as distinct values or more: every distinct value is its own level (MSE 0, the
+        # global optimum); a codebook cannot hold the same level twice, so there are no more levels than values
+        return KMeansResult(distinct.float(), 0, [0.0], True)
+    if not isinstance(init, torch.Tensor):
         if init == "linear":
             levels = torch.linspace(float(xs[0]), float(xs[-1]), n_levels, dtype=torch.float64)
         elif init == "quantile":
@@ -445,6 +492,8 @@ def kmeans_levels(
     seed: int = 0,
 ) -> torch.Tensor:
     """The ``2^bits`` k-means levels of ``x`` (ascending float32); see ``kmeans_fit``.
+
+    Fewer when ``x`` has at most ``2^bits`` distinct values: then the levels are those values.
 
     Taught in 03_nonuniform.
     """
@@ -604,6 +653,7 @@ def nonuniform_fake_quantize(
     Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
+    _check_float32_range(x, "x")
     check_choice(method, "method", METHODS)
     bits = check_bits(bits, lo=2, hi=8)
     flat = x.detach().reshape(-1).float()
@@ -624,6 +674,75 @@ def nonuniform_fake_quantize(
     return NonUniformResult(x_hat, levels, absmax)
 
 
+def mse_table(
+    data: Mapping[str, torch.Tensor],
+    block_sizes: Sequence[int] = (32, 64, 256),
+    bits: Sequence[int] = (2, 3, 4),
+    methods: Sequence[str] = METHODS,
+) -> dict[tuple[str, int, int, str], float]:
+    """Relative MSE ``mean((x_hat - x)^2) / var(x)`` of every method × block size × bit width on each named tensor.
+
+    ``data`` maps a name to a float tensor; the result maps ``(name, block_size, bits, method)`` to
+    the relative MSE of ``nonuniform_fake_quantize(x, method, bits, block_size)`` (FP4 only at 4
+    bits). The lesson prints a few rows of it; ``mse_table_markdown(table)`` formats all of them.
+    Taught in 03_nonuniform.
+    """
+    if not isinstance(data, Mapping) or not data:
+        raise TypeError("data must be a non-empty dict of name -> float tensor")
+    for name, x in data.items():
+        check_float_tensor(x, f"data[{name!r}]")
+        _check_float32_range(x, f"data[{name!r}]")
+    if isinstance(block_sizes, (str, bytes)) or not block_sizes:
+        raise ValueError("block_sizes must be a non-empty sequence of ints >= 1")
+    block_sizes = [check_int(b, "block_sizes[i]", lo=1) for b in block_sizes]
+    if isinstance(bits, (str, bytes, int)) or not bits:
+        raise ValueError("bits must be a non-empty sequence of bit widths in 2..8")
+    bits = [check_bits(b, lo=2, hi=8, name="bits[i]") for b in bits]
+    if isinstance(methods, str) or not methods:
+        raise ValueError(f"methods must be a non-empty sequence of {', '.join(METHODS)}")
+    methods = [check_choice(m, "methods[i]", METHODS) for m in methods]
+    table = {}
+    for name, x in data.items():
+        for bs in block_sizes:
+            for b in bits:
+                for m in methods:
+                    if m == "fp4" and b != 4:
+                        continue
+                    res = nonuniform_fake_quantize(x, m, b, bs)
+                    table[name, bs, b, m] = float(((res.x_hat - x) ** 2).mean() / x.var())
+    return table
+
+
+def mse_table_markdown(
+    table: Mapping[tuple[str, int, int, str], float], rows: Sequence[tuple[str, int, int]] | None = None
+) -> str:
+    """A Markdown table of ``mse_table``'s result: one row per ``(name, block_size, bits)``, one column per method.
+
+    ``rows`` picks and orders the rows (all of them by default). The lowest MSE of a row is bold;
+    the last column names the best *fixed* format (every method but k-means, which fits its levels
+    to the data). Taught in 03_nonuniform.
+    """
+    if not isinstance(table, Mapping) or not table:
+        raise TypeError("table must be the non-empty dict mse_table returns")
+    methods = [m for m in METHODS if any(k[3] == m for k in table)]
+    all_rows = list(dict.fromkeys(k[:3] for k in table))
+    if rows is None:
+        rows = all_rows
+    missing = [r for r in rows if tuple(r) not in all_rows]
+    if missing:
+        raise ValueError(f"rows must be (name, block_size, bits) keys of the table; not in it: {missing[:3]}")
+    text = "| data | block | bits | " + " | ".join(METHOD_LABELS[m] for m in methods) + " | best fixed format |\n"
+    text += "|---|---|---|" + "---|" * (len(methods) + 1) + "\n"
+    for name, bs, b in rows:
+        vals = {m: table.get((name, bs, b, m)) for m in methods}
+        best = min((v, m) for m, v in vals.items() if v is not None)[1]
+        fixed = [(v, m) for m, v in vals.items() if v is not None and m != "kmeans"]
+        fixed_label = METHOD_LABELS[min(fixed)[1]] if fixed else "–"
+        cells = [("**%.4f**" if m == best else "%.4f") % v if v is not None else "–" for m, v in vals.items()]
+        text += f"| {name} | {bs} | {b} | " + " | ".join(cells) + f" | {fixed_label} |\n"
+    return text
+
+
 def codebook_view(
     x: torch.Tensor, method: str = "nf", bits: int = 4, block_size: int | None = 64, name: str = "weights"
 ) -> dict:
@@ -638,27 +757,41 @@ def codebook_view(
     """
     check_float_tensor(x, "x")
     check_choice(method, "method", METHODS)
+    bits = check_bits(bits, lo=2, hi=8)
+    if block_size is not None:
+        block_size = check_int(block_size, "block_size", lo=1)
+    _check_float32_range(x, "x")
     if method == "fp4" and bits != 4:
         return {"message": f"FP4 e2m1 is a 4-bit format; pick bits = 4 (got {bits})", "readout": "FP4 needs bits = 4"}
     res = nonuniform_fake_quantize(x, method, bits, block_size)
     flat = x.detach().reshape(-1).float()
     err = res.x_hat.reshape(-1) - flat
-    mse = float((err**2).mean())
-    sqnr = 10 * np.log10(float((flat**2).mean()) / max(mse, 1e-30))
+    err64 = res.x_hat.reshape(-1).double() - flat.double()
+    mse = float((err64**2).mean())
+    signal = float((flat.double() ** 2).mean())
+    if mse == 0:
+        sqnr, sqnr_text = math.inf, "SQNR ∞ (exact)"
+    else:
+        sqnr = 10 * math.log10(signal / mse) if signal > 0 else -math.inf
+        sqnr_text = f"SQNR {sqnr:.2f} dB"
     n = flat.numel()
     bs = block_size if block_size is not None else n
     n_codebook = res.levels.numel() if method == "kmeans" else 0
     bpw = storage_bits_per_weight(n, bits, n_codebook=n_codebook, block_size=bs)
     if method == "affine":
-        normalised = flat / flat.abs().max()
+        normalised = flat / flat.abs().max().clamp(min=1e-38)
         title = f"{name}: x / absmax (affine grid moves per block)"
     else:
         normalised, _ = _block_absmax_normalise(flat, bs)
         title = f"{name}: x / absmax(block) with {METHOD_LABELS[method]} levels"
     block = "per tensor" if block_size is None else f"block {block_size}"
+    note = ""
+    if method == "kmeans" and res.levels.numel() < 2**bits:
+        d = res.levels.numel()
+        note = f"; only {d} distinct normalised value{'s' if d > 1 else ''}, so {d} k-means level{'s' if d > 1 else ''}"
     readout = (
-        f"{METHOD_LABELS[method]}, {bits} bits, {block}: MSE {mse:.4g}, SQNR {sqnr:.2f} dB, "
-        f"storage {bpw:.3f} bits/weight"
+        f"{METHOD_LABELS[method]}, {bits} bits, {block}: MSE {mse:.4g}, {sqnr_text}, "
+        f"storage {bpw:.3f} bits/weight{note}"
     )
     return {
         "method": method,
@@ -674,3 +807,137 @@ def codebook_view(
         "title": title,
         "readout": readout,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# exercise checkers
+# --------------------------------------------------------------------------------------------
+
+
+def _codes_compare(got, want) -> str | None:
+    """Indices must be integers, of x's shape, equal to the nearest-level indices."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor of indices, got {type(got).__name__}"
+    if got.is_floating_point():
+        return "returned floating-point values: return the index of the nearest level (argmin), not the level itself"
+    if got.dtype == torch.bool or got.is_complex():
+        return f"expected integer indices, got dtype {got.dtype}"
+    if got.shape != want.shape:
+        return f"shape {tuple(got.shape)} (expected {tuple(want.shape)}, the shape of x: reshape the indices back)"
+    bad = got.long() != want
+    if bad.any():
+        i = int(bad.flatten().nonzero()[0])
+        return (
+            f"{int(bad.sum())} of {want.numel()} indices differ; first at flat index {i}: "
+            f"{int(got.flatten()[i])} (expected {int(want.flatten()[i])})"
+        )
+    return None
+
+
+def _away_from_midpoints(x: torch.Tensor, levels: torch.Tensor, gap: float = 1e-4) -> torch.Tensor:
+    """Drop values within ``gap`` of a midpoint (there float rounding, not the method, decides the index)."""
+    mid = (levels[:-1] + levels[1:]) / 2
+    keep = (x.reshape(-1, 1) - mid.reshape(1, -1)).abs().min(dim=1).values > gap
+    return x[keep]
+
+
+def check_codebook_quantize(fn, *, quiet: bool = False) -> bool:
+    """Grade ``fn(x, levels) -> indices`` (exercise 1 of 03_nonuniform): the nearest level's index, ties to the lower.
+
+    Right answers come from ``codebook_quantize`` (equal to bitsandbytes' ``quantize_4bit`` codes).
+    Cases: NF4 levels on Gaussian values, uneven power-of-two levels (a uniform-grid rounding
+    fails), exact ties between dyadic levels (the lower level wins), values beyond both ends, and a
+    2-D ``x`` (the indices keep its shape). Returns True when every case agrees.
+    Taught in 03_nonuniform.
+    """
+    from helpers.exercises import grade
+
+    gen = torch.Generator().manual_seed(3)
+    nf4 = nf4_levels()
+    x_nf = _away_from_midpoints(torch.randn(400, generator=gen) * 0.5, nf4)
+    p2 = pow2_levels(3)
+    x_p2 = _away_from_midpoints(torch.rand(300, generator=gen) * 2.4 - 1.2, p2)
+    ties_lv = torch.tensor([-1.0, 0.0, 1.0])
+    ties = torch.tensor([-0.5, 0.5, 0.25, -0.75, 0.0])
+    outside = torch.tensor([-5.0, 5.0, 1e3, -1e3])
+    x2d = _away_from_midpoints(torch.randn(60, generator=gen) * 0.4, nf4)[:48].reshape(6, 8)
+    cases = [
+        ((x_nf, nf4), codebook_quantize(x_nf, nf4).long(), "NF4"),
+        ((x_p2, p2), codebook_quantize(x_p2, p2).long(), "uneven levels"),
+        ((ties, ties_lv), codebook_quantize(ties, ties_lv).long(), "ties"),
+        ((outside, nf4), codebook_quantize(outside, nf4).long(), "outside the levels"),
+        ((x2d, nf4), codebook_quantize(x2d, nf4).long(), "2-D x"),
+    ]
+    hints = {
+        "NF4": "the nearest level minimises |x - level|: broadcast x[..., None] - levels, take .abs(), then argmin over the levels' axis",
+        "uneven levels": "the levels are not evenly spaced: rounding onto a uniform grid cannot find them; compare with every level",
+        "ties": "a value exactly halfway between two levels goes to the lower one (argmin returns the first minimum)",
+        "outside the levels": "values beyond the ends go to the first or last level (do not drop or clamp them to a wrong index)",
+        "2-D x": "return one index per element of x, in x's shape",
+    }
+    return grade(
+        "my_codebook_quantize",
+        fn,
+        cases,
+        hint=hints["NF4"],
+        hints=hints,
+        compare=_codes_compare,
+        quiet=quiet,
+    )
+
+
+def _nf_compare(got, want) -> str | None:
+    """Levels must equal NormalFloat's to 1e-6; the message names the classic mistake it sees."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor of levels, got {type(got).__name__}"
+    if not got.is_floating_point():
+        return f"expected floating-point levels, got dtype {got.dtype}"
+    g = got.detach().reshape(-1).double()
+    w = want.double()
+    if g.numel() != w.numel():
+        return (
+            f"{g.numel()} levels (expected {w.numel()} = 2^bits: {int((w > 0).sum())} positive, "
+            f"{int((w < 0).sum())} negative and one exact zero)"
+        )
+    if not bool(torch.isfinite(g).all()):
+        return "non-finite levels: the outermost probability must be the offset δ < 1, not 1 (Φ^-1(1) = inf)"
+    if bool((g[1:] < g[:-1]).any()):
+        return "levels not in ascending order: sort them"
+    if int((g == 0).sum()) != 1:
+        return "no exact zero: NormalFloat adds 0 as its own level (zero weights and padding must stay exactly 0)"
+    if float(g.max()) != 1.0 or float(g.min()) != -1.0:
+        return (
+            f"range [{float(g.min()):.4f}, {float(g.max()):.4f}]: normalise by dividing by the largest level, "
+            "so the ends are exactly -1 and +1 (the blockwise absmax maps data to [-1, 1])"
+        )
+    err = float((g - w).abs().max())
+    if err > 1e-6:
+        i = int((g - w).abs().argmax())
+        return (
+            f"level {i} is {float(g[i]):.6f} (expected {float(w[i]):.6f}; max |diff| {err:.2g}): "
+            "quantiles of N(0, 1) (torch.special.ndtri), p evenly spaced from the offset δ to 0.5, "
+            "2^(bits-1) points on the positive side and one fewer on the negative side"
+        )
+    return None
+
+
+def check_nf_levels(fn, *, quiet: bool = False) -> bool:
+    """Grade ``fn(bits) -> levels`` (exercise 2 of 03_nonuniform): the ``2^bits`` NormalFloat levels, ascending.
+
+    Right answers come from ``nf_levels`` (at 4 bits equal to bitsandbytes' NF4 table to 1e-7,
+    checked in the lesson); cases at 3 bits (NF3), 2, 4 and 5 bits, so a recipe with NF4's
+    constants hard-coded fails. The message names the classic mistake it sees: the wrong number of
+    levels, no exact zero, not normalised to [-1, 1], quantiles of another distribution or with the
+    wrong offset. Taught in 03_nonuniform.
+    """
+    from helpers.exercises import grade
+
+    cases = [((b,), nf_levels(b).double(), f"{b} bits") for b in (3, 2, 4, 5)]
+    return grade(
+        "my_nf_levels",
+        fn,
+        cases,
+        hint="follow the NF4 recipe with n = 2^bits codes: offset δ, ndtri quantiles, add 0, sort, divide by the largest",
+        compare=_nf_compare,
+        quiet=quiet,
+    )

@@ -72,21 +72,29 @@ print("codes:", nu.rule_codebook(x).tolist())
 # Four levels either way: an evenly spaced min–max grid, or k-means levels fitted to these 8 values.
 
 # %% slideshow={"slide_type": "-"}
-x = torch.tensor([-0.9, -0.12, -0.05, -0.01, 0.02, 0.06, 0.15, 1.2])
-x_uni = fake_quantize_tensor(x, bits=2)  # affine grid, 4 codes
-km = nu.kmeans_levels(x, bits=2)  # 4 fitted levels
-x_km = nu.codebook_fake_quantize(x, km)
+x8 = torch.tensor([-0.9, -0.12, -0.05, -0.01, 0.02, 0.06, 0.15, 1.2])
+x_uni = fake_quantize_tensor(x8, bits=2)  # affine grid, 4 codes
+km = nu.kmeans_levels(x8, bits=2)  # 4 fitted levels
+x_km = nu.codebook_fake_quantize(x8, km)
 print("k-means levels:", [round(v, 4) for v in km.tolist()])
 print(f"{'x':>7} {'uniform':>8} {'k-means':>8}")
-for a, b, c in zip(x.tolist(), x_uni.tolist(), x_km.tolist()):
+for a, b, c in zip(x8.tolist(), x_uni.tolist(), x_km.tolist()):
     print(f"{a:7.2f} {b:8.4f} {c:8.4f}")
-mse_uni, mse_km = float(((x_uni - x) ** 2).mean()), float(((x_km - x) ** 2).mean())
+mse_uni, mse_km = float(((x_uni - x8) ** 2).mean()), float(((x_km - x8) ** 2).mean())
 print(f"MSE uniform {mse_uni:.4g}   MSE k-means {mse_km:.4g}")
 assert mse_km < mse_uni
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
-# The uniform grid spends its four levels evenly on [-0.9, 1.2], so the six small weights share one or two levels;
-# k-means moves levels to where the values are.
+# %% slideshow={"slide_type": "fragment"}
+small = x8.abs() < 0.5  # the six weights near zero
+n_uni, n_km = torch.unique(x_uni[small]).numel(), torch.unique(x_km[small]).numel()
+display(
+    Markdown(
+        f"The uniform grid spends its four levels evenly on [{float(x8.min()):.1f}, {float(x8.max()):.1f}], so the "
+        f"{int(small.sum())} small weights all land on {n_uni} level; k-means moves levels to where the values are and "
+        f"gives them {n_km}."
+    )
+)
+assert n_uni == 1 and n_km == 2
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Reference implementation
@@ -99,9 +107,74 @@ print(inspect.getsource(nu.codebook_quantize))
 print(inspect.getsource(nu._nearest))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# k-means in one dimension is cheap: sort once, keep prefix sums of $x$ and $x^2$; each Lloyd step then finds the
-# cluster boundaries with `searchsorted` and the new means from the prefix sums (source of `kmeans_fit` below,
-# collapsed in the slides).
+# ### k-means, written out (Lloyd's algorithm)
+#
+# Start from any levels, then repeat two steps: **assign** every value to its nearest level (the codebook quantizer
+# above), and **move** every level to the mean of the values assigned to it. Neither step can raise the MSE, so it
+# falls until nothing moves. Here on the 8 weights above, from two starts:
+
+
+# %% slideshow={"slide_type": "-"}
+def lloyd(x, levels, steps):
+    """`steps` rounds of Lloyd's k-means on the values of x, from the starting levels; float32 levels out."""
+    x64 = x.reshape(-1).double()
+    levels = levels.double()
+    for _ in range(steps):
+        q = nu.codebook_quantize(x, levels.float()).long()  # 1. assign each value to its nearest level
+        count = torch.bincount(q, minlength=len(levels))
+        total = torch.bincount(q, weights=x64, minlength=len(levels))
+        levels = torch.where(count > 0, total / count.clamp(min=1), levels)  # 2. move each level to its cluster mean
+    return levels.float()
+
+
+starts = {"evenly spaced": torch.linspace(float(x8.min()), float(x8.max()), 4), "first four values": x8[:4]}
+ends = {}
+for label, lv in starts.items():
+    trace = []
+    for _ in range(6):
+        trace.append(float(((nu.codebook_fake_quantize(x8, lv) - x8).double() ** 2).mean()))
+        lv = lloyd(x8, lv, 1)
+    print(
+        f"{label:17s}: MSE " + " -> ".join(f"{m:.4f}" for m in trace) + f"; levels {[round(v, 4) for v in lv.tolist()]}"
+    )
+    assert all(b <= a for a, b in zip(trace, trace[1:])) and trace[-1] < trace[0]  # Lloyd never raises the MSE
+    assert torch.equal(lloyd(x8, lv, 1), lv)  # a fixed point: every level is the mean of its cluster (or empty)
+    ends[label] = trace[-1]
+    if label == "evenly spaced":
+        empty = int((torch.bincount(nu.codebook_quantize(x8, lv).long(), minlength=4) == 0).sum())
+display(
+    Markdown(
+        f"Both runs stop at a fixed point, at MSE {ends['evenly spaced']:.4f} and {ends['first four values']:.4f}; "
+        f"from its quantile start the helper reached {mse_km:.4f} above. Lloyd finds a *local* minimum, and which one "
+        "depends on the start (the evenly spaced start even keeps a level that no value is nearest to)."
+    )
+)
+assert min(ends.values()) > mse_km and empty >= 1  # worse local minima than the quantile start; an unused level
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The helper `kmeans_fit` runs the same loop faster: it sorts the values once and keeps prefix sums of $x$ and $x^2$,
+# so each step finds the cluster boundaries with `searchsorted` and the cluster sums as differences of prefix sums
+# (O(k log n) per step instead of O(n); source below, collapsed in the slides). Same start, same number of steps, on
+# 2^14 Gaussian and Student-t values with 16 levels:
+
+# %% slideshow={"slide_type": "-"}
+g = torch.Generator().manual_seed(1)
+lloyd_data = {
+    "Gaussian": torch.randn(2**14, generator=g),
+    "Student-t ν=3": torch.randn(2**14, generator=g) / (torch.randn(3, 2**14, generator=g).pow(2).mean(0)).sqrt(),
+}
+for dname, xd in lloyd_data.items():
+    fast = nu.kmeans_fit(xd, 16)  # the helper, to its own stopping rule
+    start = nu.kmeans_fit(xd, 16, max_iter=0).levels  # its starting levels (quantiles)
+    mine = lloyd(xd, start, fast.n_iter)
+    print(f"{dname:14s}: {fast.n_iter} steps, same float32 levels bit for bit: {torch.equal(mine, fast.levels)}")
+    assert torch.equal(mine, fast.levels)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# The float64 sums are added in a different order (one running sum per cluster here, differences of prefix sums in
+# the helper), so they can differ in their last bits; that is far below float32's resolution, and the levels, rounded
+# to float32, agree to the last bit on both data sets. (A float64 mean lying exactly on a float32 rounding boundary
+# could still flip one level by one float32 step; it does not happen here.)
 
 # %% slideshow={"slide_type": "skip"}
 src = inspect.getsource(nu.kmeans_fit)
@@ -174,7 +247,8 @@ diff = float((nf4 - bnb_nf4).abs().max())
 print(f"max |derived - bitsandbytes| = {diff:.2e}")
 assert torch.allclose(nf4, bnb_nf4, atol=1e-4, rtol=0)
 assert torch.equal(nf4, nu.nf4_levels())
-assert nf4.numel() == 16 and (nf4 == 0).sum() == 1 and nf4[0] == -1 and nf4[-1] == 1
+# the ends are symmetric (both sides start at the same offset δ), the inside is not: one more positive level
+assert nf4[0] == -1 and int((nf4 > 0).sum()) == int((nf4 < 0).sum()) + 1
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **FP4** is a tiny float: 1 sign, 2 exponent, 1 mantissa bit (e2m1). Its magnitudes are 0, 0.5, 1, 1.5, 2, 3, 4, 6,
@@ -220,7 +294,7 @@ print("codes equal:", torch.equal(q, nibbles), "| derived-table codes equal:", t
 # ### Are NF4's codes equally used?
 #
 # Fraction of weights on each NF4 code after blockwise absmax (block 64), on the two real weights and on seeded
-# Gaussian data. Equal mass would put 1/16 = 6.25% on every code.
+# Gaussian data. Equal mass would put 1/16 of the weights on every code.
 
 # %% slideshow={"slide_type": "-"}
 occ_data = {**tensors, "Gaussian N(0,1)": torch.randn(2**16, generator=torch.Generator().manual_seed(0))}
@@ -244,7 +318,7 @@ spread = "; ".join(
 )
 display(
     Markdown(
-        f"The levels are **not** equally used after block absmax: per-code occupancy ranges {spread} (equal mass: 6.25%). "
+        f"The levels are **not** equally used after block absmax: per-code occupancy ranges {spread} (equal mass: {100 / 16:.2f}%). "
         f"Two reasons. The derivation puts ±1 at the quantile {end_sigma:.3f}σ, but a block of 64 Gaussian values "
         f"has a mean absmax of {absmax_sigma:.2f}σ, so after division the data is narrower than the levels assume and "
         "the centre codes fill up while the outer ones starve. And every block's absmax lands exactly on ±1, "
@@ -271,36 +345,25 @@ dists = {
     "Student-t ν=3": torch.randn(n, generator=g) / (torch.randn(3, n, generator=g).pow(2).mean(0)).sqrt(),
 }
 methods = list(nu.METHODS)
-table = {}
-for dname, x in dists.items():
-    for bs in (32, 64, 256):
-        for bits in (2, 3, 4):
-            for m in methods:
-                if m == "fp4" and bits != 4:
-                    continue
-                res = nu.nonuniform_fake_quantize(x, m, bits, bs)
-                table[dname, bs, bits, m] = float(((res.x_hat - x) ** 2).mean() / x.var())
+table = nu.mse_table(dists, block_sizes=(32, 64, 256), bits=(2, 3, 4))  # {(data, block, bits, method): rel. MSE}
 print(len(table), "configurations measured")
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The key rows (the full table: `print(nu.mse_table_markdown(table))`, or the widget below for one real weight):
 
-# %% slideshow={"slide_type": "subslide"}
-def md_table(dname):
-    head = "| block | bits | " + " | ".join(METHOD_LABELS[m] for m in methods) + " | best fixed format |\n"
-    head += "|---|---|" + "---|" * (len(methods) + 1) + "\n"
-    for bs in (32, 64, 256):
-        for bits in (2, 3, 4):
-            vals = {m: table.get((dname, bs, bits, m)) for m in methods}
-            best = min((v, m) for m, v in vals.items() if v is not None)[1]
-            fixed = min((v, m) for m, v in vals.items() if v is not None and m != "kmeans")[1]
-            cells = [("**%.4f**" if m == best else "%.4f") % v if v is not None else "–" for m, v in vals.items()]
-            head += f"| {bs} | {bits} | " + " | ".join(cells) + f" | {METHOD_LABELS[fixed]} |\n"
-    return head
+# %% slideshow={"slide_type": "-"}
+key_rows = [(d, bs, bits) for d in dists for bs, bits in ((64, 2), (64, 4), (256, 4))]
+display(Markdown("Relative MSE (bold: lowest)\n\n" + nu.mse_table_markdown(table, key_rows)))
 
 
-display(Markdown("**Gaussian** (bold: lowest)\n\n" + md_table("Gaussian")))
+def best_fixed(row):
+    fixed = {m: v for (d, b, k, m), v in table.items() if (d, b, k) == row and m != "kmeans"}
+    return min(fixed, key=fixed.get)
 
-# %% slideshow={"slide_type": "subslide"}
-display(Markdown("**Student-t ν=3** (bold: lowest)\n\n" + md_table("Student-t ν=3")))
+
+winners = {best_fixed(row) for row in key_rows}
+print("best fixed format in these rows:", ", ".join(METHOD_LABELS[m] for m in sorted(winners)))
+assert len(winners) >= 3  # no fixed format wins everywhere: the winner changes with bits, block size and tails
 
 
 # %% slideshow={"slide_type": "subslide"}
@@ -391,10 +454,16 @@ for dname in dists:
     for budget in budgets:
         cells = [best_within(dname, m, budget) for m in methods]
         low = min(c[0] for c in cells if c is not None)
-        text += f"| {budget} | " + " | ".join(
-            "–" if c is None else (("**%.4f**" if c[0] == low else "%.4f") % c[0]) + f" ({c[1]}, {c[2]}, {c[3]:.2f})"
-            for c in cells
-        ) + " |\n"
+        text += (
+            f"| {budget} | "
+            + " | ".join(
+                "–"
+                if c is None
+                else (("**%.4f**" if c[0] == low else "%.4f") % c[0]) + f" ({c[1]}, {c[2]}, {c[3]:.2f})"
+                for c in cells
+            )
+            + " |\n"
+        )
     text += "\n"
 display(Markdown(text))
 
@@ -553,21 +622,34 @@ layouts = {
     ),
 }
 print(f"{'layout':40s} {'measured':>9s} {'formula':>8s} {'torch.save':>11s}")
+measured = {}
 for name, (ts, formula) in layouts.items():
-    measured = bits_per_weight(*ts)
+    measured[name] = bits_per_weight(*ts)
     saved = 8 * serialized_size({str(i): t for i, t in enumerate(ts)}) / n
-    print(f"{name:40s} {measured:9.4f} {formula:8.4f} {saved:11.4f}")
-    assert abs(measured - formula) < 1e-9
+    print(f"{name:40s} {measured[name]:9.4f} {formula:8.4f} {saved:11.4f}")
+    assert abs(measured[name] - formula) < 1e-9  # the helper's formula counts exactly the bytes stored
+    assert 0 < saved - measured[name] < 0.05  # torch.save adds only its container (under 0.05 bit per weight here)
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
-# A per-tensor codebook is almost free (16 numbers), a codebook per small block costs more than the codes themselves.
-# NF4's table is a constant of the format, so only the absmax per block (32/64 = 0.5 bit) is added.
+# %% slideshow={"slide_type": "fragment"}
+per_tensor_cb = measured["k-means 4 bit per tensor (+16 levels)"] - 4
+per_block_cb = measured["k-means 4 bit, codebook per block 64"] - 4
+nf4_side = measured["NF4 block 64 (+absmax)"] - 4
+display(
+    Markdown(
+        f"A per-tensor codebook is almost free ({per_tensor_cb:.4f} bit per weight for 16 fp32 levels over {n:,} weights); "
+        f"a codebook per block of 64 costs {per_block_cb:.0f} bits per weight, more than the 4-bit codes themselves. "
+        f"NF4's table is a constant of the format, so only the fp32 absmax per block is added ({nf4_side:.2f} bit)."
+    )
+)
+assert per_tensor_cb < 0.01 and per_block_cb > 4 and nf4_side == 0.5
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Play: method × bits × block size
 #
 # Pick a method, bit width and block size for a MiniLM query weight: the levels over the normalised histogram,
-# the error distribution, and the MSE/storage readout.
+# the error distribution, and the MSE/storage readout. It shows, for one real weight, every configuration the key
+# table above leaves out (`nu.mse_table` computes them all for any tensors). Degenerate tensors work too: k-means on a
+# tensor with fewer distinct values than levels uses one level per distinct value.
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_IGNORE_OUTPUT
@@ -575,6 +657,16 @@ from helpers.widgets.nonuniform import codebook_widget
 
 w_query = minilm.encoder.layer[0].attention.self.query.weight.detach()
 codebook_widget(w_query, "MiniLM L0 query")
+
+# %% slideshow={"slide_type": "fragment"}
+few = {
+    "constant": torch.full((64, 64), 0.02),
+    "two values": torch.tensor([-0.01, 0.03]).repeat(2048).reshape(64, 64),
+    "post-ReLU": torch.relu(w_query),
+}
+for label, t in few.items():
+    print(f"{label:10s} ({torch.unique(t).numel():6d} distinct): {nu.codebook_view(t, 'kmeans', 4, 64)['readout']}")
+assert nu.kmeans_fit(few["two values"], 16).levels.tolist() == torch.unique(few["two values"]).tolist()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Static small multiples (block 64) for a static render:
@@ -592,7 +684,7 @@ levels_over_histograms(panels, ncols=4, row_height=1.7, width=9.0)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Real model: the digits CNN with non-uniform weights
 #
-# Every conv and linear weight replaced by its quantize-dequantize (block 64), test accuracy on 450 digits.
+# Every conv and linear weight replaced by its quantize-dequantize (block 64), accuracy on the held-out test digits.
 
 # %% slideshow={"slide_type": "subslide"}
 split = load_digits_split()
@@ -616,7 +708,7 @@ cnn.load_state_dict(original)
 text = "| bits | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |\n|---|" + "---|" * len(methods) + "\n"
 for bits, row in acc_rows:
     text += f"| {bits} | " + " | ".join("–" if a is None else f"{a:.2f}" for a in row) + " |\n"
-display(Markdown(f"fp32 accuracy: **{base:.2f}%**\n\n" + text))
+display(Markdown(f"fp32 accuracy on {len(split.y_test)} test digits: **{base:.2f}%**\n\n" + text))
 assert evaluate(cnn, split.x_test, split.y_test) == base
 
 # %% slideshow={"slide_type": "fragment"}
@@ -630,6 +722,9 @@ display(
         f"with {METHOD_LABELS[best2]} best."
     )
 )
+spread4 = max(acc4.values()) - min(acc4.values())
+spread2 = max(a for a in acc2.values() if a is not None) - min(a for a in acc2.values() if a is not None)
+assert base - min(acc4.values()) < 5 and spread2 > 5 * spread4  # 4 bits: all close to fp32; 2 bits: far apart
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Pitfalls
@@ -640,11 +735,14 @@ display(
 # %% slideshow={"slide_type": "-"}
 levels = nu.nf4_levels()
 q = torch.tensor([0, 7, 15], dtype=torch.uint8)
+raised = False
 try:
     levels[q]
 except IndexError as e:
+    raised = True
     print(type(e).__name__ + ":", str(e).splitlines()[0])
 print("fix, index with int64:", levels[q.long()].tolist())
+assert raised and levels[q.long()].tolist() == [-1.0, 0.0, 1.0]
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **2. An unsorted codebook silently gives wrong codes.** `bucketize` assumes sorted boundaries.
@@ -653,12 +751,18 @@ print("fix, index with int64:", levels[q.long()].tolist())
 levels = torch.tensor([0.5, -1.0, 1.0])  # not sorted
 x = torch.tensor([-0.9, 0.45, 0.9])
 mid = (levels[:-1] + levels[1:]) / 2
-print("naive bucketize:", levels[torch.bucketize(x, mid)].tolist(), " (nearest would be [-1.0, 0.5, 1.0])")
+naive = levels[torch.bucketize(x, mid)]
+nearest = levels[(x.reshape(-1, 1) - levels).abs().argmin(dim=1)]  # brute force: the truly nearest level
+print("naive bucketize:", naive.tolist(), f" (nearest would be {nearest.tolist()})")
+rejected = False
 try:
     nu.codebook_quantize(x, levels)
 except ValueError as e:
+    rejected = True
     print("ValueError:", e)
-print("fix, sort first:", nu.codebook_fake_quantize(x, levels.sort().values).tolist())
+fixed = nu.codebook_fake_quantize(x, levels.sort().values)
+print("fix, sort first:", fixed.tolist())
+assert not torch.equal(naive, nearest) and rejected and torch.equal(fixed, nearest)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **3. One outlier, one absmax.** Per-tensor absmax scaling with a single large weight pushes almost everything onto the zero level.
@@ -667,14 +771,15 @@ print("fix, sort first:", nu.codebook_fake_quantize(x, levels.sort().values).tol
 w = w_cnn.clone().reshape(-1)
 w[0] = 20 * w.abs().max()  # one outlier
 zero_code = int(torch.nonzero(nu.nf4_levels() == 0)[0])
+outlier = {}
 for bs in (w.numel(), 64):
-    q, _ = nu.blockwise_absmax_codebook(w, nu.nf4_levels(), bs)
-    x_hat = nu.blockwise_codebook_dequantize(q, _, nu.nf4_levels(), bs, w.shape)
+    q, am = nu.blockwise_absmax_codebook(w, nu.nf4_levels(), bs)
+    x_hat = nu.blockwise_codebook_dequantize(q, am, nu.nf4_levels(), bs, w.shape)
     label = "per tensor" if bs == w.numel() else f"block {bs}"
-    print(
-        f"{label:10s}: {float((q == zero_code).float().mean()):.1%} of weights on code 0.0,"
-        f" MSE of the rest {float(((x_hat - w)[1:] ** 2).mean()):.3e}"
-    )
+    outlier[label] = (float((q == zero_code).float().mean()), float(((x_hat - w)[1:] ** 2).mean()))
+    print(f"{label:10s}: {outlier[label][0]:.1%} of weights on code 0.0, MSE of the rest {outlier[label][1]:.3e}")
+# blocks confine the damage: far fewer weights crushed to zero, the others' error 10x smaller at least
+assert outlier["block 64"][0] < outlier["per tensor"][0] / 5 and outlier["block 64"][1] < outlier["per tensor"][1] / 10
 
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -692,47 +797,55 @@ for bs in (w.numel(), 64):
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# **1.** Write `my_codebook_quantize(x, levels)` with a broadcast `argmin` over `|x - levels|` (no `bucketize`).
-# It must give the same indices as `nu.codebook_quantize` (exact midpoints aside, where float rounding decides).
+# **1.** Write `my_codebook_quantize(x, levels)` with a broadcast `argmin` over `|x - levels|` (no `bucketize`):
+# the index of the nearest level for every element of `x`, in `x`'s shape, a value exactly halfway between two
+# levels going to the lower one. `nu.check_codebook_quantize` compares it with `nu.codebook_quantize` (equal to
+# bitsandbytes' codes) on NF4 and power-of-two levels, exact ties, values beyond the ends and a 2-D `x`.
 
-# %% slideshow={"slide_type": "skip"}
+
+# %% slideshow={"slide_type": "-"}
 def my_codebook_quantize(x, levels):
-    # your code: return the index of the nearest level for each element of x
-    ...
+    raise NotImplementedError  # your code: the index of the nearest level for each element of x
+
+
+done = nu.check_codebook_quantize(my_codebook_quantize)
 
 
 # %% slideshow={"slide_type": "skip"}
 # Solution
-def my_codebook_quantize(x, levels):  # noqa: F811
-    return (x.reshape(-1, 1) - levels.reshape(1, -1)).abs().argmin(dim=1).reshape(x.shape)
+def solution_codebook_quantize(x, levels):
+    dist = (x.reshape(-1, 1) - levels.reshape(1, -1)).abs()  # one row per value, one column per level
+    return dist.argmin(dim=1).reshape(x.shape)  # argmin returns the first minimum: ties go to the lower level
 
 
-# %% slideshow={"slide_type": "skip"}
-xs = torch.randn(1000)
-assert torch.equal(my_codebook_quantize(xs, nu.nf4_levels()), nu.codebook_quantize(xs, nu.nf4_levels()).long())
-print("exercise 1: correct")
+assert nu.check_codebook_quantize(solution_codebook_quantize)
 
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# **2.** Build the 8 levels of a 3-bit NormalFloat ("NF3") by following the NF4 recipe with $n = 8$
-# (4 positive, 3 negative, one zero). Which method wins at 3 bits in the MSE table above, and why might NF3 not?
+# **2.** Write `my_nf_levels(bits)`: the $2^b$ NormalFloat levels by the NF4 recipe with $n = 2^b$ codes
+# ($2^{b-1}$ positive, $2^{b-1} - 1$ negative, one exact zero, ascending, ends at ±1). The checker tries 3 bits
+# ("NF3"), 2, 4 and 5 bits against `nu.nf_levels`, which equals bitsandbytes' NF4 table at 4 bits. Then look at the
+# 3-bit rows of `nu.mse_table_markdown(table)`: which method wins there, and why might NF3 not?
 
-# %% slideshow={"slide_type": "skip"}
-def my_nf3():
-    # your code: return 8 ascending float32 levels
-    ...
+
+# %% slideshow={"slide_type": "-"}
+def my_nf_levels(bits):
+    raise NotImplementedError  # your code: 2**bits ascending float levels
+
+
+done = nu.check_nf_levels(my_nf_levels)
 
 
 # %% slideshow={"slide_type": "skip"}
 # Solution
-def my_nf3():  # noqa: F811
-    off = 0.5 * ((1 - 1 / (2 * 7)) + (1 - 1 / (2 * 8)))
-    p = torch.special.ndtri(torch.linspace(off, 0.5, 5, dtype=torch.float64)[:-1])
-    m = -torch.special.ndtri(torch.linspace(off, 0.5, 4, dtype=torch.float64)[:-1])
+def solution_nf_levels(bits):
+    n_codes = 2**bits
+    off = 0.5 * ((1 - 1 / (2 * (n_codes - 1))) + (1 - 1 / (2 * n_codes)))
+    p = torch.special.ndtri(torch.linspace(off, 0.5, n_codes // 2 + 1, dtype=torch.float64)[:-1])
+    m = -torch.special.ndtri(torch.linspace(off, 0.5, n_codes // 2, dtype=torch.float64)[:-1])
     v = torch.cat([p, torch.zeros(1, dtype=torch.float64), m]).sort().values
     return (v / v.max()).float()
 
 
-# %% slideshow={"slide_type": "skip"}
-assert torch.allclose(my_nf3(), nu.nf_levels(3), atol=1e-6)
-print("exercise 2: correct;", np.array2string(my_nf3().numpy(), precision=4))
+assert nu.check_nf_levels(solution_nf_levels)
+print("NF3:", np.array2string(solution_nf_levels(3).numpy(), precision=4))

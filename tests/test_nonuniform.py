@@ -13,7 +13,9 @@ from helpers.nonuniform import (
     blockwise_absmax_codebook,
     blockwise_codebook_dequantize,
     bnb_fp4_code,
+    check_codebook_quantize,
     check_levels,
+    check_nf_levels,
     codebook_dequantize,
     codebook_fake_quantize,
     codebook_quantize,
@@ -22,6 +24,8 @@ from helpers.nonuniform import (
     kmeans_levels,
     log_levels,
     method_levels,
+    mse_table,
+    mse_table_markdown,
     nf4_levels,
     nf4_offset,
     nf_levels,
@@ -115,6 +119,14 @@ def test_level_sets_bad_input():
         log_levels(3, base=1.0)
     with pytest.raises(ValueError, match="offset"):
         nf_levels(4, offset=1.0)
+    with pytest.raises(ValueError, match="offset"):
+        nf_levels(4, offset=float("nan"))
+    with pytest.raises(TypeError, match="offset"):
+        nf_levels(4, offset="0.97")
+    with pytest.raises(TypeError, match="base"):
+        log_levels(3, base=None)
+    with pytest.raises(ValueError, match="base"):
+        log_levels(3, base=float("inf"))
     with pytest.raises(ValueError, match="bits"):
         nf4_offset(0)
 
@@ -339,8 +351,6 @@ def test_kmeans_inits_and_single_level():
 def test_kmeans_bad_input():
     x = torch.randn(100)
     with pytest.raises(ValueError, match="n_levels"):
-        kmeans_fit(torch.tensor([1.0, 1.0, 2.0]), 4)
-    with pytest.raises(ValueError, match="n_levels"):
         kmeans_fit(x, 0)
     with pytest.raises(ValueError, match="init"):
         kmeans_fit(x, 4, init="kmeans++")
@@ -463,3 +473,294 @@ def test_kmeans_default_start_can_end_above_the_uniform_grid():
     mse_from_grid = float(((codebook_fake_quantize(x, kmeans_fit(x, 16, init=grid).levels) - x) ** 2).mean())
     assert mse_def > mse_uni * 1.05  # the default start's local minimum: 0.506 vs 0.464 when found
     assert mse_from_grid <= mse_uni * (1 + 1e-5) + 1e-12
+
+
+# ----------------------------------------------------------------------------- degenerate data (fewer distinct values than levels)
+
+DEGENERATE = {
+    "constant": torch.full((300,), 0.7),
+    "all zeros": torch.zeros(300),
+    "two values": torch.tensor([-0.25, 1.5]).repeat(150),
+    "post-ReLU, few values": torch.relu(torch.tensor([-1.0, 0.0, 0.5, 2.0])).repeat(75),
+}
+
+
+@pytest.mark.parametrize("name", list(DEGENERATE))
+@pytest.mark.parametrize("init", ["quantile", "linear", "random"])
+def test_kmeans_with_fewer_distinct_values_than_levels_uses_each_value_once(name, init):
+    x = DEGENERATE[name]
+    distinct = torch.unique(x)
+    for n_levels in (distinct.numel(), distinct.numel() + 1, 16):
+        res = kmeans_fit(x, n_levels, init=init)
+        assert torch.equal(res.levels, distinct)  # one level per distinct value, ascending, no duplicates
+        check_levels(res.levels)
+        assert res.converged and res.n_iter == 0 and res.mse_history == [0.0]
+        assert torch.equal(codebook_fake_quantize(x, res.levels), x)  # MSE 0: the global optimum
+    # an explicit start of n_levels levels is accepted and gives the same answer
+    start = torch.linspace(-3.0, 3.0, 8)
+    assert torch.equal(kmeans_fit(x, 8, init=start).levels, distinct)
+    assert torch.equal(kmeans_levels(x, 4), distinct)
+
+
+@pytest.mark.parametrize("name", list(DEGENERATE))
+def test_kmeans_degenerate_matches_scikit_learn_distinct_centres(name):
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    from sklearn.exceptions import ConvergenceWarning
+
+    x = DEGENERATE[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # sklearn warns about its duplicate centres
+        km = sklearn_cluster.KMeans(n_clusters=4, n_init=1, random_state=0).fit(x.double().numpy().reshape(-1, 1))
+    # sklearn keeps 4 centres, some of them duplicates (or equal up to float64 noise); as a set they are the values
+    centres = torch.from_numpy(km.cluster_centers_.reshape(-1)).float()
+    used = torch.unique(centres[torch.from_numpy(km.labels_).long()])
+    assert torch.allclose(used, kmeans_fit(x, 4).levels, atol=1e-6, rtol=0)
+    assert km.inertia_ < 1e-12
+
+
+@pytest.mark.parametrize("name", list(DEGENERATE))
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("block_size", [None, 32, 64, 256])
+def test_every_method_handles_degenerate_data(name, method, block_size):
+    x = DEGENERATE[name]
+    for bits in (2, 3, 4):
+        if method == "fp4" and bits != 4:
+            continue
+        res = nonuniform_fake_quantize(x, method, bits, block_size)
+        assert bool(torch.isfinite(res.x_hat).all())
+        if name in ("constant", "all zeros"):
+            assert torch.allclose(res.x_hat, x, atol=1e-6, rtol=0)  # the block absmax (or min/max) is the value
+        if method == "kmeans":
+            assert res.levels.numel() <= 2**bits
+
+
+# ----------------------------------------------------------------------------- the visible Lloyd loop
+
+
+def _plain_lloyd(x: torch.Tensor, levels: torch.Tensor, steps: int) -> torch.Tensor:
+    """The lesson's loop: assign to the nearest level, move each level to its cluster's float64 mean."""
+    x64 = x.reshape(-1).double()
+    levels = levels.double()
+    for _ in range(steps):
+        q = codebook_quantize(x, levels.float()).long()
+        count = torch.bincount(q, minlength=len(levels))
+        total = torch.bincount(q, weights=x64, minlength=len(levels))
+        levels = torch.where(count > 0, total / count.clamp(min=1), levels)
+    return levels.float()
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n_levels", [4, 16])
+def test_kmeans_fit_equals_the_plain_lloyd_loop(seed, n_levels):
+    """Prefix sums vs one running sum per cluster: the float64 means differ in their last bits at most,
+    so the float32 levels agree except when a mean sits on a float32 rounding boundary (then by one ulp)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(4096, generator=gen) / (torch.rand(4096, generator=gen) + 0.2)
+    fast = kmeans_fit(x, n_levels)
+    start = kmeans_fit(x, n_levels, max_iter=0).levels
+    mine = _plain_lloyd(x, start, fast.n_iter)
+    ulp = torch.nextafter(fast.levels.abs(), torch.tensor(float("inf"))) - fast.levels.abs()
+    assert bool(((mine - fast.levels).abs() <= ulp).all())
+
+
+# ----------------------------------------------------------------------------- bad input, everywhere
+
+
+BAD_X = [
+    (None, TypeError),
+    (torch.tensor([1.0, float("nan")]), ValueError),
+    (torch.tensor([1.0, float("inf")]), ValueError),
+    (torch.tensor([1, 2]), TypeError),
+    (torch.tensor([1.0, 1e300], dtype=torch.float64), ValueError),  # beyond float32: would become inf
+    (torch.tensor([]), ValueError),
+]
+
+
+@pytest.mark.parametrize(("bad", "error"), BAD_X)
+def test_public_functions_reject_bad_x_by_name(bad, error):
+    lv = nf4_levels()
+    calls = [
+        lambda: codebook_quantize(bad, lv),
+        lambda: codebook_fake_quantize(bad, lv),
+        lambda: blockwise_absmax_codebook(bad, lv, 64),
+        lambda: kmeans_fit(bad, 4),
+        lambda: kmeans_levels(bad, 2),
+        lambda: nonuniform_fake_quantize(bad, "nf", 4, 64),
+        lambda: mse_table({"d": bad}),
+    ]
+    from helpers.nonuniform import codebook_view
+
+    calls.append(lambda: codebook_view(bad, "kmeans", 4, 64))
+    for call in calls:
+        with pytest.raises(error, match="x|data"):
+            call()
+
+
+@pytest.mark.parametrize(("bad", "error"), BAD_X)
+def test_levels_and_absmax_rejected_by_name(bad, error):
+    x = torch.randn(100)
+    with pytest.raises(error, match="levels"):
+        codebook_quantize(x, bad)
+    with pytest.raises((TypeError, ValueError), match="init"):  # None is not one of the named starts: ValueError
+        kmeans_fit(x, 2, init=bad)
+    q, absmax = blockwise_absmax_codebook(x, nf4_levels(), 64)
+    with pytest.raises(error, match="absmax"):
+        blockwise_codebook_dequantize(q, bad, nf4_levels(), 64, (100,))
+
+
+def test_levels_that_merge_in_float32_are_rejected():
+    lv = torch.tensor([0.0, 1.0, 1.0 + 1e-12], dtype=torch.float64)  # distinct in float64, one value in float32
+    with pytest.raises(ValueError, match="levels must stay distinct in float32"):
+        codebook_quantize(torch.randn(10), lv)
+
+
+def test_blockwise_dequantize_rejects_none_by_name():
+    x = torch.randn(100)
+    q, absmax = blockwise_absmax_codebook(x, nf4_levels(), 64)
+    with pytest.raises(TypeError, match="q"):
+        blockwise_codebook_dequantize(None, absmax, nf4_levels(), 64, (100,))
+    with pytest.raises(TypeError, match="shape"):
+        blockwise_codebook_dequantize(q, absmax, nf4_levels(), 64, None)
+    with pytest.raises(ValueError, match="shape"):
+        blockwise_codebook_dequantize(q, absmax, nf4_levels(), 64, (-100,))
+    with pytest.raises(TypeError, match="levels"):
+        blockwise_codebook_dequantize(q, absmax, None, 64, (100,))
+
+
+def test_codebook_view_validates_bits_and_block_before_anything():
+    from helpers.nonuniform import codebook_view
+
+    x = torch.randn(100)
+    with pytest.raises(TypeError, match="bits"):
+        codebook_view(x, "fp4", None)
+    with pytest.raises(ValueError, match="bits"):
+        codebook_view(x, "nf", 9)
+    with pytest.raises(ValueError, match="block_size"):
+        codebook_view(x, "nf", 4, 0)
+
+
+# ----------------------------------------------------------------------------- the full MSE table
+
+
+def test_mse_table_equals_direct_computation_and_formats():
+    gen = torch.Generator().manual_seed(0)
+    data = {"g": torch.randn(2048, generator=gen), "c": torch.full((256,), 0.5) + torch.rand(256, generator=gen)}
+    table = mse_table(data, block_sizes=(32, 256), bits=(2, 4))
+    assert len(table) == 2 * 2 * (5 + 6)  # FP4 only at 4 bits
+    for (name, bs, bits, m), v in table.items():
+        x = data[name]
+        res = nonuniform_fake_quantize(x, m, bits, bs)
+        assert v == float(((res.x_hat - x) ** 2).mean() / x.var())
+    md = mse_table_markdown(table)
+    assert md.count("\n") == 2 + 2 * 2 * 2 and md.count("**") == 2 * 8  # one bold (lowest) per row
+    one = mse_table_markdown(table, [("g", 32, 4)])
+    assert one.count("\n") == 3 and "| g | 32 | 4 |" in one
+
+
+def test_mse_table_bad_input():
+    x = torch.randn(100)
+    with pytest.raises(TypeError, match="data"):
+        mse_table(x)
+    with pytest.raises(ValueError, match="block_sizes"):
+        mse_table({"x": x}, block_sizes=(0,))
+    with pytest.raises(ValueError, match="bits"):
+        mse_table({"x": x}, bits=(9,))
+    with pytest.raises(ValueError, match="bits"):
+        mse_table({"x": x}, bits=4)
+    with pytest.raises(ValueError, match="methods"):
+        mse_table({"x": x}, methods=("nf5",))
+    with pytest.raises(TypeError, match="table"):
+        mse_table_markdown({})
+    with pytest.raises(ValueError, match="rows"):
+        mse_table_markdown(mse_table({"x": x}, (64,), (4,)), [("y", 64, 4)])
+
+
+# ----------------------------------------------------------------------------- exercise checkers
+
+
+def _solution_codebook_quantize(x, levels):
+    return (x.reshape(-1, 1) - levels.reshape(1, -1)).abs().argmin(dim=1).reshape(x.shape)
+
+
+CODEBOOK_WRONG = {
+    "returns the level values, not indices": lambda x, lv: lv[_solution_codebook_quantize(x, lv)],
+    "no abs (signed difference)": lambda x, lv: (x.reshape(-1, 1) - lv.reshape(1, -1)).argmin(dim=1).reshape(x.shape),
+    "argmin over the values' axis": lambda x, lv: (x.reshape(-1, 1) - lv.reshape(1, -1)).abs().argmin(dim=0),
+    "bucketize on the levels, not the midpoints": lambda x, lv: torch.bucketize(x, lv),
+    "searchsorted: next level up": lambda x, lv: torch.searchsorted(lv, x).clamp(max=lv.numel() - 1),
+    "rounding onto a uniform grid": lambda x, lv: (
+        torch.round((x - lv[0]) / (lv[1] - lv[0])).clamp(0, lv.numel() - 1).long()
+    ),
+    "ties to the upper level": lambda x, lv: torch.bucketize(x, (lv[:-1] + lv[1:]) / 2, right=True),
+    "flat indices for a 2-D x": lambda x, lv: _solution_codebook_quantize(x, lv).reshape(-1),
+}
+
+
+def test_check_codebook_quantize_passes_the_solution_and_flags_missing(capsys):
+    assert check_codebook_quantize(_solution_codebook_quantize)
+    assert "correct" in capsys.readouterr().out
+
+    def stub(x, levels):
+        raise NotImplementedError
+
+    assert not check_codebook_quantize(stub)
+    assert "not written yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong", list(CODEBOOK_WRONG))
+def test_check_codebook_quantize_rejects_classic_mistakes(wrong):
+    assert not check_codebook_quantize(CODEBOOK_WRONG[wrong], quiet=True)
+
+
+def _nf(bits, ppf=torch.special.ndtri, normalise=True, zero=True, offset=None):
+    n = 2**bits
+    off = offset if offset is not None else 0.5 * ((1 - 1 / (2 * (n - 1))) + (1 - 1 / (2 * n)))
+    if zero:
+        pos = ppf(torch.linspace(off, 0.5, n // 2 + 1, dtype=torch.float64)[:-1])
+        neg = -ppf(torch.linspace(off, 0.5, n // 2, dtype=torch.float64)[:-1])
+        v = torch.cat([pos, torch.zeros(1, dtype=torch.float64), neg]).sort().values
+    else:
+        v = ppf(torch.linspace(1 - off, off, n, dtype=torch.float64))
+    return (v / v.max()).float() if normalise else v.float()
+
+
+def _laplace_ppf(p):
+    return -torch.sign(p - 0.5) * torch.log(1 - 2 * (p - 0.5).abs())
+
+
+NF_WRONG = {
+    "quantiles of a Laplace distribution": lambda b: _nf(b, ppf=_laplace_ppf),
+    "quantiles of a uniform distribution": lambda b: _nf(b, ppf=lambda p: 2 * p - 1),
+    "not normalised to [-1, 1]": lambda b: _nf(b, normalise=False),
+    "missing the exact zero": lambda b: _nf(b, zero=False),
+    "offset 1 - 1/(2n) instead of QLoRA's average": lambda b: _nf(b, offset=1 - 1 / (2 * 2**b)),
+    "NF4's offset hard-coded": lambda b: _nf(b, offset=nf4_offset(4)),
+    "always the NF4 table": lambda b: nf4_levels(),
+    "symmetric: as many negative as positive levels": lambda b: torch.cat(
+        [-_nf(b).flip(0)[:-1], _nf(b)[(2 ** (b - 1) - 1) :]]
+    ),
+    "descending order": lambda b: _nf(b).flip(0),
+}
+
+
+def test_check_nf_levels_passes_the_solution(capsys):
+    assert check_nf_levels(_nf)
+    assert check_nf_levels(nf_levels)
+    assert "correct (4 cases)" in capsys.readouterr().out
+    assert not check_nf_levels(None)
+    assert "not written yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong", list(NF_WRONG))
+def test_check_nf_levels_rejects_classic_mistakes(wrong):
+    assert not check_nf_levels(NF_WRONG[wrong], quiet=True)
+
+
+def test_check_nf_levels_names_the_mistake(capsys):
+    for wrong, words in (
+        ("not normalised to [-1, 1]", "normalise"),
+        ("missing the exact zero", "no exact zero"),
+        ("quantiles of a Laplace distribution", "quantiles of N(0, 1)"),
+    ):
+        check_nf_levels(NF_WRONG[wrong])
+        assert words in capsys.readouterr().out, wrong
