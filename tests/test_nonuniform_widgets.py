@@ -34,6 +34,19 @@ def test_widget_fp4_needs_four_bits(w):
 def test_widget_bad_input():
     with pytest.raises(TypeError, match="x"):
         codebook_widget(torch.arange(10))
+    with pytest.raises(TypeError, match="x"):
+        codebook_widget(None)
+    with pytest.raises(ValueError, match="x"):
+        codebook_widget(torch.tensor([1.0, float("nan")]))
+    with pytest.raises(ValueError, match="x must fit in float32"):
+        codebook_widget(torch.tensor([1.0, 1e300], dtype=torch.float64))
+    w = torch.randn(64)
+    with pytest.raises(ValueError, match="method"):
+        codebook_widget(w, method="nf5")
+    with pytest.raises(ValueError, match="bits"):
+        codebook_widget(w, bits=5)
+    with pytest.raises(ValueError, match="block_size"):
+        codebook_widget(w, block_size=128)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import torch
 
-from helpers._validate import check_float_tensor
+from helpers._validate import check_choice, check_float_tensor, check_int
 from helpers.nonuniform import METHOD_LABELS, METHODS, codebook_view
 from helpers.plotting.nonuniform import codebook_figure
 from helpers.widgets import panel
@@ -24,6 +24,11 @@ def codebook_widget(
     ``helpers.plotting.nonuniform.codebook_figure``. Taught in 03_nonuniform.
     """
     check_float_tensor(x, "x")
+    check_choice(method, "method", METHODS)
+    bits = check_int(bits, "bits", lo=2, hi=4)
+    check_choice(block_size, "block_size", [v for _, v in BLOCK_CHOICES])
+    if x.dtype == torch.float64 and float(x.detach().abs().max()) > torch.finfo(torch.float32).max:
+        raise ValueError("x must fit in float32 (the codebook arithmetic is float32)")
     x = x.detach().float().clone()
     controls = {
         "method": widgets.Dropdown(
