@@ -4,7 +4,9 @@ Every function here is a vectorized reference of what ``bitsandbytes`` 0.50 comp
 against the library in ``tests/test_bnb.py``:
 
 * blockwise absmax quantization onto a code table (the 256-entry *dynamic* code of 8-bit
-  optimizers, or the 16-entry NF4/FP4 codes): ``q = nearest(code, x_block / absmax_block)``;
+  optimizers, or the 16-entry NF4/FP4 codes): ``q = nearest(code, x_block / absmax_block)`` —
+  for the 8-bit code through bitsandbytes' CPU search (a 65,536-point grid and a lookup table),
+  bit for bit, a last block shorter than the others included;
 * LLM.int8(): row-wise (vector-wise) int8 activations, row-wise int8 weights (one scale per
   output feature), int32 accumulation, and the mixed-precision decomposition of activation
   columns that hold a value ``>= threshold``;
@@ -35,6 +37,11 @@ __all__ = [
     "dynamic_code",
     "code_4bit",
     "check_blocksize",
+    "check_blocksize_4bit",
+    "lookup_table",
+    "LUT_SIZE",
+    "QUANT_DTYPES",
+    "BLOCKSIZES_4BIT",
     "blockwise_quantize",
     "blockwise_dequantize",
     "int8_vectorwise_quantize",
@@ -55,9 +62,15 @@ __all__ = [
     "optimizer_state_bytes",
     "Adam8bitRef",
     "torch_dynamic_int8",
+    "check_absmax_int8_blockwise",
+    "check_dq_bits",
 ]
 
 INT8_MAX = 127
+#: The input dtypes bitsandbytes' blockwise quantizers take.
+QUANT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+#: The block sizes bitsandbytes' 4-bit quantizer takes (its 8-bit one takes any size >= 1).
+BLOCKSIZES_4BIT = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 #: 1/127**2 written as bitsandbytes writes it (``int8_mm_dequant``), so outputs agree to the last bit.
 _INV_127_SQ = 6.200124e-05
 #: 1/127 as bitsandbytes writes it (``int8_vectorwise_dequant``).
@@ -106,63 +119,141 @@ def code_4bit(quant_type: str = "nf4") -> torch.Tensor:
     return get_4bit_type(quant_type, device="cpu").float().clone()
 
 
-def _check_code(code: Any, size: int | None = None) -> torch.Tensor:
-    check_float_tensor(code, "code")
-    if code.ndim != 1 or code.numel() < 2:
-        raise ValueError(f"code must be a 1-d table of at least 2 values, got shape {tuple(code.shape)}")
-    if size is not None and code.numel() != size:
-        raise ValueError(f"code must have {size} entries, got {code.numel()}")
-    if float(code.abs().max()) > 1.0:
-        raise ValueError("code must lie in [-1, 1] (it is scaled by each block's absmax)")
-    return code.float()
+def _check_input(x: Any, name: str = "x") -> torch.Tensor:
+    """``x`` must be a float16, bfloat16 or float32 tensor: the dtypes bitsandbytes' quantizers take."""
+    check_tensor(x, name, allow_empty=True)
+    if x.dtype not in QUANT_DTYPES:
+        raise TypeError(
+            f"{name} must be a float16, bfloat16 or float32 tensor (bitsandbytes quantizes 16/32-bit floats), "
+            f"got dtype {x.dtype}"
+        )
+    return x
 
 
-def check_blocksize(blocksize: Any, numel: int | None = None, name: str = "blocksize") -> int:
-    """Return ``blocksize`` if it is a power of two in 2..2**20 that divides ``numel`` (when given)."""
-    blocksize = check_int(blocksize, name, lo=2, hi=2**20)
-    if blocksize & (blocksize - 1):
-        raise ValueError(f"{name} must be a power of two (2, 4, ..., 64, 128, ...), got {blocksize}")
-    if numel is not None and numel % blocksize:
-        raise ValueError(f"{name} must divide the number of elements ({numel}), got {blocksize}")
+def _check_code(code: Any) -> torch.Tensor:
+    """A 256-entry float32 code table in ascending order (what bitsandbytes' CPU kernel reads)."""
+    check_tensor(code, "code")
+    if code.dtype != torch.float32:
+        raise TypeError(f"code must be a float32 tensor (bitsandbytes reads it as float*), got dtype {code.dtype}")
+    if code.ndim != 1 or code.numel() != 256:
+        raise ValueError(f"code must be a 1-d table of 256 values (one per uint8 code), got shape {tuple(code.shape)}")
+    if not bool(torch.isfinite(code).all()) or bool((code[1:] < code[:-1]).any()):
+        raise ValueError("code must hold finite values in ascending order (as create_dynamic_map returns them)")
+    return code.contiguous()
+
+
+def check_blocksize(blocksize: Any, name: str = "blocksize") -> int:
+    """Return ``blocksize`` if it is an integer >= 1: any block size bitsandbytes' 8-bit quantizer takes.
+
+    A last block shorter than ``blocksize`` (when it does not divide the number of elements) is
+    quantized with its own absmax, as bitsandbytes does.
+    """
+    return check_int(blocksize, name, lo=1)
+
+
+def check_blocksize_4bit(blocksize: Any, name: str = "blocksize") -> int:
+    """Return ``blocksize`` if it is one of the 4-bit block sizes bitsandbytes accepts (32, 64, ..., 4096)."""
+    if isinstance(blocksize, bool) or not isinstance(blocksize, int):
+        raise TypeError(f"{name} must be an int, one of {BLOCKSIZES_4BIT}; got {type(blocksize).__name__}")
+    if blocksize not in BLOCKSIZES_4BIT:
+        raise ValueError(f"{name} must be one of {BLOCKSIZES_4BIT} (bitsandbytes' 4-bit block sizes), got {blocksize}")
     return blocksize
 
 
-def _nearest_index(scaled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-    """Index into ``code`` (any order) of the nearest entry to each value of ``scaled``.
-
-    Ties (a value exactly on a midpoint) go to the lower code value, as bitsandbytes' torch
-    kernels do (``bucketize`` on sorted midpoints).
-    """
-    order = torch.argsort(code, stable=True)
-    sorted_code = code[order]
-    bounds = (sorted_code[:-1] + sorted_code[1:]) / 2
-    return order[torch.bucketize(scaled, bounds)]
+def _num_blocks(n: int, blocksize: int) -> int:
+    return -(-n // blocksize)
 
 
 # ----------------------------------------------------------------------------- blockwise 8-bit
+
+#: bitsandbytes' CPU kernel rounds each normalized value onto this many grid points across [-1, 1].
+LUT_SIZE = 65536
+_LUT_CACHE: dict[bytes, torch.Tensor] = {}
+_CHUNK = 2**18  # values per step of the quantize loop: temporaries stay in cache
+
+
+def lookup_table(code: torch.Tensor | None = None) -> torch.Tensor:
+    """The table bitsandbytes' CPU kernel searches ``code`` with: ``LUT_SIZE`` uint8 code indices.
+
+    Grid point ``i`` stands for the value ``g_i = -1 + 2 i / 65535`` (float32); its entry is the
+    nearest code to ``g_i``, i.e. the number of midpoints ``(code[j] + code[j+1]) / 2`` below
+    ``g_i`` (a value exactly on a midpoint keeps the lower code). Built once per code table.
+    Taught in 07_bnb.
+    """
+    code = dynamic_code() if code is None else _check_code(code)
+    key = code.numpy().tobytes()
+    if key not in _LUT_CACHE:
+        midpoints = 0.5 * (code[:-1] + code[1:])
+        grid = -1.0 + (2.0 * torch.arange(LUT_SIZE, dtype=torch.float32)) / (LUT_SIZE - 1)
+        _LUT_CACHE[key] = torch.searchsorted(midpoints, grid).to(torch.uint8)
+    return _LUT_CACHE[key]
+
+
+def _grid_index(scaled: torch.Tensor) -> torch.Tensor:
+    """Grid point of each normalized value: ``trunc((s + 1) * 32767.5 + 0.5)`` in float32 (s in [-1, 1])."""
+    return scaled.add_(1.0).mul_(0.5 * (LUT_SIZE - 1)).add_(0.5).to(torch.int32)
+
+
+def _quantize_rows(rows: torch.Tensor, lut: torch.Tensor, q_out: torch.Tensor, absmax_out: torch.Tensor) -> None:
+    """Quantize each row of ``rows`` (float32) as one block, every case bitsandbytes' kernel meets.
+
+    NaN is left out of a block's absmax; a block whose absmax is 0 gets code 0 everywhere; a
+    value whose scaled form is NaN (NaN itself, inf / inf, 0 times the infinite reciprocal of a
+    subnormal absmax) gets code ``lut[0]`` — the kernel's float-to-int conversion of NaN.
+    """
+    mag = rows.abs()
+    absmax = torch.where(mag.isnan(), 0.0, mag).amax(dim=1)
+    scaled = (rows * absmax.reciprocal().unsqueeze(1)).clamp_(-1.0, 1.0)
+    nan = scaled.isnan()
+    idx = _grid_index(scaled.masked_fill_(nan, -1.0))
+    q = lut[idx]
+    q[absmax == 0] = 0
+    q_out.copy_(q.view(q_out.shape))
+    absmax_out.copy_(absmax)
 
 
 def blockwise_quantize(
     x: torch.Tensor, code: torch.Tensor | None = None, blocksize: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blockwise absmax quantization onto ``code``: ``(q, absmax)``.
+    """Blockwise absmax quantization onto a 256-entry ``code``: ``(q, absmax)``, as bitsandbytes' CPU kernel.
 
-    The flattened ``x`` is cut into blocks of ``blocksize``; each block is divided by its own
-    ``absmax = max|x_block|`` and every value is replaced by the index of the nearest ``code``
-    entry: ``q = argmin_i |code[i] - x / absmax|`` (uint8, shape of ``x``). An outlier only
+    The flattened ``x`` is cut into blocks of ``blocksize`` (the last one may be shorter); each
+    block is scaled by its own ``absmax = max|x_block|`` and each value becomes the index of its
+    nearest code, ``q ≈ argmin_i |code[i] - x / absmax|`` (uint8, shape of ``x``). An outlier only
     inflates the scale of its own block. ``code`` defaults to ``dynamic_code()``.
-    Taught in 07_bnb.
+
+    The search is bitsandbytes' (0.50, CPU): ``s = x * (1/absmax)`` is rounded onto a grid of
+    ``LUT_SIZE`` points across [-1, 1] and the grid point's nearest code is read from
+    ``lookup_table(code)``. Equal to ``bitsandbytes.functional.quantize_blockwise`` bit for bit,
+    NaN and inf included (``tests/test_bnb.py``). Taught in 07_bnb.
     """
-    check_float_tensor(x, "x")
+    _check_input(x)
     code = dynamic_code() if code is None else _check_code(code)
-    if code.numel() > 256:
-        raise ValueError(f"code must have at most 256 entries for uint8 codes, got {code.numel()}")
-    blocksize = check_blocksize(blocksize, x.numel())
-    blocks = x.reshape(-1, blocksize).float()
-    absmax = blocks.abs().amax(dim=1)
-    scaled = (blocks * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1)).clamp(-1, 1)
-    q = _nearest_index(scaled, code).to(torch.uint8)
-    return q.reshape(x.shape), absmax
+    blocksize = check_blocksize(blocksize)
+    lut = lookup_table(code)
+    flat = x.reshape(-1)
+    n = flat.numel()
+    full = n // blocksize
+    q = torch.empty(n, dtype=torch.uint8)
+    absmax = torch.empty(_num_blocks(n, blocksize), dtype=torch.float32)
+    rows_per_step = max(1, _CHUNK // blocksize)
+    body, q_body = flat[: full * blocksize].view(full, blocksize), q[: full * blocksize].view(full, blocksize)
+    buf = torch.empty(min(rows_per_step, full) * blocksize, dtype=torch.float32)
+    for r in range(0, full, rows_per_step):
+        rows = body[r : r + rows_per_step].float()
+        k = rows.shape[0]
+        lo, hi = torch.aminmax(rows, dim=1)  # NaN propagates: such a block takes the careful path
+        am = torch.maximum(hi, lo.neg(), out=absmax[r : r + k])
+        inv = am.reciprocal()
+        if not bool(((am > 0) & (inv < math.inf) & (am < math.inf)).all()):
+            _quantize_rows(rows, lut, q_body[r : r + k], absmax[r : r + k])
+            continue
+        # the common case, one pass per step: |x * (1/absmax)| <= (1 + 2**-24)**2, so no clamp is needed
+        scaled = torch.mul(rows, inv.unsqueeze(1), out=buf[: k * blocksize].view(k, blocksize))
+        torch.index_select(lut, 0, _grid_index(scaled).view(-1), out=q_body[r : r + k].view(-1))
+    if n > full * blocksize:  # the last, shorter block
+        _quantize_rows(flat[full * blocksize :].float().unsqueeze(0), lut, q[full * blocksize :], absmax[full:])
+    return q.view(x.shape), absmax
 
 
 def blockwise_dequantize(
@@ -170,18 +261,27 @@ def blockwise_dequantize(
 ) -> torch.Tensor:
     """``x_hat = code[q] * absmax_block`` (float32, shape of ``q``): the inverse of ``blockwise_quantize``.
 
-    Taught in 07_bnb.
+    Equal to ``bitsandbytes.functional.dequantize_blockwise`` (float32 output). Taught in 07_bnb.
     """
-    check_tensor(q, "q")
+    check_tensor(q, "q", allow_empty=True)
     if q.dtype != torch.uint8:
         raise TypeError(f"q must be a uint8 tensor of code indices, got dtype {q.dtype}")
-    check_float_tensor(absmax, "absmax")
     code = dynamic_code() if code is None else _check_code(code)
-    blocksize = check_blocksize(blocksize, q.numel())
-    if absmax.numel() != q.numel() // blocksize:
-        raise ValueError(f"absmax must hold one value per block ({q.numel() // blocksize}), got {absmax.numel()}")
-    x_hat = code[q.reshape(-1, blocksize).long()] * absmax.float().reshape(-1, 1)
-    return x_hat.reshape(q.shape)
+    blocksize = check_blocksize(blocksize)
+    return _dequantize_blocks(q, absmax, code, blocksize)
+
+
+def _dequantize_blocks(q: torch.Tensor, absmax: Any, table: torch.Tensor, blocksize: int) -> torch.Tensor:
+    """``table[q] * absmax_block`` over blocks of ``blocksize`` (the last may be shorter), float32."""
+    check_tensor(absmax, "absmax", allow_empty=True)
+    if absmax.dtype != torch.float32:
+        raise TypeError(f"absmax must be a float32 tensor (one scale per block), got dtype {absmax.dtype}")
+    n = q.numel()
+    blocks = _num_blocks(n, blocksize)
+    if absmax.numel() != blocks:
+        raise ValueError(f"absmax must hold one value per block ({blocks}), got {absmax.numel()}")
+    scale = absmax.reshape(-1).repeat_interleave(blocksize)[:n]
+    return (table[q.reshape(-1).long()] * scale).reshape(q.shape)
 
 
 # ----------------------------------------------------------------------------- LLM.int8()
@@ -387,18 +487,46 @@ def unpack_nibbles(packed: torch.Tensor, n: int | None = None) -> torch.Tensor:
     return unpack_codes(packed, 4, 2 * packed.numel() if n is None else n)
 
 
-def quantize_4bit(x: torch.Tensor, blocksize: int = 64, quant_type: str = "nf4") -> tuple[torch.Tensor, torch.Tensor]:
-    """Blockwise 4-bit NF4/FP4: ``(packed, absmax)`` with ``packed`` uint8 of shape ``(numel/2, 1)``.
+def _bounds_4bit(quant_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Midpoints between the sorted 4-bit code values, and the index of each sorted value in the table."""
+    code = code_4bit(quant_type)
+    order = torch.argsort(code, stable=True)
+    sorted_code = code[order]
+    return (sorted_code[:-1] + sorted_code[1:]) / 2, order
 
-    ``q = argmin_i |code[i] - x / absmax_block|`` then two codes per byte (``pack_nibbles``).
-    Same layout as ``bitsandbytes.functional.quantize_4bit(..., compress_statistics=False)``.
+
+def quantize_4bit(x: torch.Tensor, blocksize: int = 64, quant_type: str = "nf4") -> tuple[torch.Tensor, torch.Tensor]:
+    """Blockwise 4-bit NF4/FP4: ``(packed, absmax)`` with ``packed`` uint8 of shape ``(ceil(numel/2), 1)``.
+
+    Each block of ``blocksize`` values (the last may be shorter) is scaled by its absmax and each
+    value becomes the index of its nearest code, ``q = argmin_i |code[i] - x / absmax|`` (a value
+    exactly between two codes takes the lower one); two codes per byte (``pack_nibbles``), an odd
+    count padded with the code of 0.0. Full blocks are scaled as ``x * (1/absmax)``, the shorter
+    last block as ``x / absmax``, an all-zero block by ``absmax`` clamped to 1e-38 (the last block
+    also stores that clamped value) — bitsandbytes 0.50's CPU arithmetic, so that the result is
+    ``bitsandbytes.functional.quantize_4bit(..., compress_statistics=False)`` bit for bit.
     Taught in 07_bnb.
     """
-    check_float_tensor(x, "x")
+    _check_input(x)
     check_choice(quant_type, "quant_type", ("nf4", "fp4"))
-    blocksize = check_blocksize(blocksize, x.numel())
-    q, absmax = blockwise_quantize(x, code_4bit(quant_type), blocksize)
-    return pack_nibbles(q).unsqueeze(1), absmax
+    blocksize = check_blocksize_4bit(blocksize)
+    bounds, order = _bounds_4bit(quant_type)
+    flat = x.reshape(-1).float()
+    n = flat.numel()
+    full = n // blocksize
+    blocks = flat[: full * blocksize].view(full, blocksize)
+    absmax = blocks.abs().amax(dim=1)
+    scaled = (blocks * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1)).clamp_(-1.0, 1.0).reshape(-1)
+    if n > full * blocksize:
+        tail = flat[full * blocksize :]
+        tail_absmax = tail.abs().amax().clamp(min=1e-38)
+        absmax = torch.cat([absmax, tail_absmax.unsqueeze(0)])
+        scaled = torch.cat([scaled, (tail / tail_absmax).clamp_(-1.0, 1.0)])
+    if n % 2:
+        scaled = torch.cat([scaled, scaled.new_zeros(1)])
+    q = order[torch.bucketize(scaled, bounds)].to(torch.uint8)
+    packed = pack_nibbles(q) if n else q
+    return packed.unsqueeze(1), absmax
 
 
 def dequantize_4bit(
@@ -417,9 +545,14 @@ def dequantize_4bit(
     n = math.prod(shape)
     if n < 1:
         raise ValueError(f"shape must describe a non-empty tensor, got {shape}")
-    blocksize = check_blocksize(blocksize, n)
-    q = unpack_nibbles(packed, n)
-    return blockwise_dequantize(q, absmax, code_4bit(quant_type), blocksize).reshape(shape)
+    blocksize = check_blocksize_4bit(blocksize)
+    check_tensor(packed, "packed")
+    if packed.numel() != (n + 1) // 2:
+        raise ValueError(
+            f"packed must hold (numel + 1) // 2 = {(n + 1) // 2} bytes for shape {shape}, got {packed.numel()}"
+        )
+    q = unpack_nibbles(packed.reshape(-1), n)
+    return _dequantize_blocks(q, absmax, code_4bit(quant_type), blocksize).reshape(shape)
 
 
 class DoubleQuant(NamedTuple):
@@ -435,7 +568,7 @@ def double_quantize(absmax: torch.Tensor, blocksize2: int = 256) -> DoubleQuant:
     """Quantize the per-block ``absmax`` constants themselves (QLoRA's double quantization).
 
     ``offset = mean(absmax)``; ``q = blockwise_quantize(absmax - offset, dynamic_code(), blocksize2)``:
-    32 bits per block become 8, plus 32 bits per ``blocksize2`` blocks.
+    32 bits per block become 8, plus 32 bits per ``blocksize2`` blocks (the last group may be shorter).
     Taught in 07_bnb.
     """
     check_float_tensor(absmax, "absmax")
@@ -443,11 +576,8 @@ def double_quantize(absmax: torch.Tensor, blocksize2: int = 256) -> DoubleQuant:
         raise ValueError(f"absmax must be 1-d (one value per block), got shape {tuple(absmax.shape)}")
     blocksize2 = check_blocksize(blocksize2, name="blocksize2")
     offset = absmax.float().mean()
-    centred = absmax.float() - offset
-    pad = (-centred.numel()) % blocksize2  # the last block of constants may be short: pad with zeros
-    padded = torch.cat([centred, centred.new_zeros(pad)])
-    q, absmax2 = blockwise_quantize(padded, dynamic_code(), blocksize2)
-    return DoubleQuant(q[: centred.numel()], absmax2, offset, blocksize2)
+    q, absmax2 = blockwise_quantize(absmax.float() - offset, dynamic_code(), blocksize2)
+    return DoubleQuant(q, absmax2, offset, blocksize2)
 
 
 def double_dequantize(dq: DoubleQuant) -> torch.Tensor:
@@ -457,10 +587,7 @@ def double_dequantize(dq: DoubleQuant) -> torch.Tensor:
     """
     if not isinstance(dq, DoubleQuant):
         raise TypeError(f"dq must be a DoubleQuant, got {type(dq).__name__}")
-    n = dq.q.numel()
-    pad = (-n) % dq.blocksize2
-    q = torch.cat([dq.q, dq.q.new_zeros(pad)])
-    return blockwise_dequantize(q, dq.absmax2, dynamic_code(), dq.blocksize2)[:n] + dq.offset
+    return blockwise_dequantize(dq.q, dq.absmax2, dynamic_code(), dq.blocksize2) + dq.offset
 
 
 def bits_per_param_4bit(
@@ -468,21 +595,22 @@ def bits_per_param_4bit(
 ) -> float:
     """Exact storage of a 4-bit tensor in bits per parameter.
 
-    ``4 + 32/blocksize`` without double quantization; with it
-    ``4 + 8/blocksize + 32 ceil(blocks/blocksize2)/numel + 32/numel`` (8-bit constants, their
-    float32 absmax, the float32 offset). ``tables=True`` adds the code tables a layer stores
-    (16 float32 for NF4/FP4, plus 256 float32 for the dynamic code with double quantization).
+    With ``blocks = ceil(numel/blocksize)``: ``(4 numel + 32 blocks) / numel`` without double
+    quantization; with it ``(4 numel + 8 blocks + 32 ceil(blocks/blocksize2) + 32) / numel``
+    (8-bit constants, their float32 absmax, the float32 offset). An odd ``numel`` stores one more
+    nibble (the packed bytes are ``ceil(numel/2)``). ``tables=True`` adds the code tables a layer
+    stores (16 float32 for NF4/FP4, plus 256 float32 for the dynamic code with double quantization).
     Taught in 07_bnb.
     """
     numel = check_int(numel, "numel", lo=1)
-    blocksize = check_blocksize(blocksize, numel)
+    blocksize = check_blocksize_4bit(blocksize)
     blocksize2 = check_blocksize(blocksize2, name="blocksize2")
     if not isinstance(double_quant, bool) or not isinstance(tables, bool):
         raise TypeError("double_quant and tables must be bools")
-    blocks = numel // blocksize
-    bits = 4 * numel + (16 * 32 if tables else 0)
+    blocks = _num_blocks(numel, blocksize)
+    bits = 8 * ((numel + 1) // 2) + (16 * 32 if tables else 0)
     if double_quant:
-        bits += 8 * blocks + 32 * math.ceil(blocks / blocksize2) + 32 + (256 * 32 if tables else 0)
+        bits += 8 * blocks + 32 * _num_blocks(blocks, blocksize2) + 32 + (256 * 32 if tables else 0)
     else:
         bits += 32 * blocks
     return bits / numel
@@ -560,8 +688,8 @@ class Adam8bitRef(torch.optim.Optimizer):
         ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
         ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``
 
-    and quantizes them again (nearest code). Smaller tensors keep two plain moments. bitsandbytes'
-    CPU step does the same in float32 (with an approximate nearest-code search); here the update
+    and quantizes them again (``blockwise_quantize``: bitsandbytes' CPU code search). Smaller tensors
+    keep two plain moments. bitsandbytes' CPU step does the same in float32; here the update
     runs in the parameters' dtype, so with float64 parameters a training run is the same on every
     CPU — the only rounding that matters is the 8-bit code's. Taught in 07_bnb.
     """
@@ -592,16 +720,13 @@ class Adam8bitRef(torch.optim.Optimizer):
         self.blocksize = blocksize
 
     def _quantize(self, x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = x.reshape(-1)
-        pad = (-flat.numel()) % self.blocksize  # zeros do not change a block's absmax
-        q, absmax = blockwise_quantize(torch.cat([flat, flat.new_zeros(pad)]), code, self.blocksize)
-        return q, absmax
+        # bitsandbytes keeps its moments in float32; a short last block gets its own absmax
+        return blockwise_quantize(x.reshape(-1).float(), code, self.blocksize)
 
     def _dequantize(
         self, q: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor, like: torch.Tensor
     ) -> torch.Tensor:
-        x = blockwise_dequantize(q, absmax, code, self.blocksize)[: like.numel()]
-        return x.reshape(like.shape).to(like.dtype)
+        return blockwise_dequantize(q, absmax, code, self.blocksize).reshape(like.shape).to(like.dtype)
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
@@ -725,7 +850,7 @@ def bnb_4bit(
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
     check_choice(quant_type, "quant_type", ("nf4", "fp4"))
-    blocksize = check_blocksize(blocksize, linear.weight.numel())
+    blocksize = check_blocksize_4bit(blocksize)
     if compute_dtype == torch.float64:
         raise ValueError("compute_dtype float64 is not supported by bitsandbytes' 4-bit kernels; use float32")
     weight = linear.weight.detach()
@@ -773,11 +898,19 @@ def layer_errors(
     y_q = llm_int8_linear(x, weight, None, threshold)
     rel = float((y_q - y).norm() / y.norm())
     frac = outlier_columns(x, threshold).numel() / x.shape[-1]
-    packed, absmax = quantize_4bit(weight, blocksize, "nf4")
+    w32 = weight.detach().float()  # bitsandbytes quantizes 16/32-bit floats; errors are measured in weight's dtype
+    packed, absmax = quantize_4bit(w32, blocksize, "nf4")
     mse4 = float((dequantize_4bit(packed, absmax, weight.shape, blocksize, "nf4") - weight).pow(2).mean())
-    q8, a8 = blockwise_quantize(weight, blocksize=blocksize)
+    q8, a8 = blockwise_quantize(w32, blocksize=blocksize)
     mse8 = float((blockwise_dequantize(q8, a8, blocksize=blocksize) - weight).pow(2).mean())
     return rel, frac, mse4, mse8
+
+
+def _block_absmax(w: torch.Tensor, blocksize: int) -> torch.Tensor:
+    """max |w| of each block of ``blocksize`` of the flattened ``w`` (the last block may be shorter)."""
+    flat = w.reshape(-1).abs()
+    pad = (-flat.numel()) % blocksize
+    return torch.cat([flat, flat.new_zeros(pad)]).reshape(-1, blocksize).amax(1)
 
 
 def threshold_blocksize_view(
@@ -806,7 +939,7 @@ def threshold_blocksize_view(
     return {
         "col_absmax": col,
         "outliers": out,
-        "block_absmax": weight.detach().float().reshape(-1, blocksize).abs().amax(1),
+        "block_absmax": _block_absmax(weight.detach().float(), blocksize),
         "rel_err": rel,
         "float_fraction": frac,
         "mse_nf4": mse4,
@@ -816,3 +949,76 @@ def threshold_blocksize_view(
         "name": name,
         "readout": readout,
     }
+
+
+# ----------------------------------------------------------------------------- exercises
+
+
+def check_absmax_int8_blockwise(fn: Any, quiet: bool = False) -> bool:
+    """Grade ``fn(x, blocksize) -> x_hat``: symmetric int8 with one absmax per block, dequantized.
+
+    The answers come from torch's own per-channel fake quantizer (one channel per block, scale
+    ``absmax/127``, codes -127..127). The cases catch one absmax for the whole tensor, truncating
+    instead of rounding, and an absmax taken without ``abs`` (a block whose largest magnitude is
+    negative). Taught in 07_bnb.
+    """
+    from helpers.exercises import close, grade
+
+    def want(x: torch.Tensor, blocksize: int) -> torch.Tensor:
+        blocks = x.reshape(-1, blocksize)
+        scale = blocks.abs().amax(1) / 127
+        zero = torch.zeros(blocks.shape[0], dtype=torch.int32)
+        return torch.fake_quantize_per_channel_affine(blocks, scale, zero, 0, -127, 127).reshape(x.shape)
+
+    g = torch.Generator().manual_seed(7)
+    # codes with fractions below 0.5 (rounding and truncating agree), all positive: only one absmax for all blocks fails
+    fractions = torch.tensor([127.0, 10.2, 50.2, 3.2, 100.2, 0.2, 7.2, 20.2]) / 127
+    per_block = torch.cat([0.01 * fractions, 10.0 * fractions])
+    rounding = torch.tensor([127.0, 10.7, 3.6, 50.8, 0.7, 99.6, 20.9, 64.7])  # absmax 127: each value is its code
+    sign = torch.tensor([-127.0, 10.2, -3.2, 50.2, -0.2, 99.2, -20.2, 1.2])  # the largest magnitude is negative
+    big = torch.randn(64, 64, generator=g)
+    cases = [
+        ((per_block, 8), want(per_block, 8), "per block"),
+        ((rounding, 8), want(rounding, 8), "rounding"),
+        ((sign, 8), want(sign, 8), "sign"),
+        ((big, 64), want(big, 64), "random"),
+    ]
+    return grade(
+        "my_absmax_int8_blockwise",
+        fn,
+        cases,
+        hint="reshape to (-1, blocksize), absmax = max |x| per row, round(127 x / absmax) * absmax / 127",
+        hints={
+            "per block": "one absmax per block of blocksize values, not one for the whole tensor",
+            "rounding": "round to the nearest code (torch.round), do not truncate",
+            "sign": "the absmax is the largest magnitude, max |x| (abs first), and the codes keep their sign",
+        },
+        compare=close(rtol=1e-6, atol=1e-7),
+        quiet=quiet,
+    )
+
+
+def check_dq_bits(fn: Any, quiet: bool = False) -> bool:
+    """Grade ``fn(numel, blocksize) -> float``: bits per parameter of NF4 with double quantization.
+
+    The answers come from :func:`bits_per_param_4bit` (``tests/test_bnb.py`` proves it equal to the
+    bytes a real ``Linear4bit`` holds). The cases catch a missing float32 offset, missing second-level
+    absmax, and rounding the block counts down instead of up. Taught in 07_bnb.
+    """
+    from helpers.exercises import close, grade
+
+    sizes = [(4096 * 4096, 128, "large"), (384 * 1536, 64, "MiniLM"), (64 * 300, 64, "groups"), (65, 64, "short block")]
+    cases = [((n, bs), bits_per_param_4bit(n, bs, double_quant=True), label) for n, bs, label in sizes]
+    return grade(
+        "my_dq_bits",
+        fn,
+        cases,
+        hint="(4-bit codes + 8 bits per block + 32 bits per 256 blocks + a 32-bit offset) / numel",
+        hints={
+            "large": "count every part: 8-bit constants, their float32 absmax (one per 256), and the float32 offset",
+            "groups": "300 blocks need 2 second-level absmax values: round the number of groups up",
+            "short block": "a short last block still has its own constant, and 65 codes take 33 bytes: round up",
+        },
+        compare=close(rtol=1e-12, atol=0.0),
+        quiet=quiet,
+    )

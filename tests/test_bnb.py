@@ -55,27 +55,86 @@ def test_nf4_table_agrees_with_lesson_03_when_available():
 # ----------------------------------------------------------------------------- blockwise 8-bit
 
 
-def test_blockwise_8bit_against_quantize_blockwise():
-    """absmax and dequantization are bit-exact; the codes agree except where bnb's C kernel is not nearest.
+SIZES = (0, 1, 2, 63, 64, 65, 4095, 4097)
+BLOCKSIZES_8BIT = (1, 2, 3, 7, 63, 64, 65, 100, 256, 4096, 2**18 + 5)
 
-    bitsandbytes' CPU kernel (fp32) finds the code with an approximate binary search
-    (BinSearch ``Direct2``) and picks a neighbouring code for ~0.1-0.2% of values; the reference
-    is exactly nearest, so it may differ by one code step there and its error is never larger.
-    """
-    x = torch.randn(64 * 1024)
-    q_b, state = F.quantize_blockwise(x, blocksize=256)
-    q_r, absmax = R.blockwise_quantize(x, blocksize=256)
+
+def _same_8bit(x, blocksize):
+    q_b, state = F.quantize_blockwise(x, blocksize=blocksize)
+    q_r, absmax = R.blockwise_quantize(x, blocksize=blocksize)
+    assert q_r.dtype == torch.uint8 and q_r.shape == x.shape
+    assert torch.equal(q_r, q_b), (blocksize, int((q_r != q_b).sum()))
     assert torch.equal(absmax, state.absmax)
-    same = (q_r == q_b).float().mean().item()
-    assert same > 0.995
-    assert int((q_r.long() - q_b.long()).abs().max()) <= 1
+    return q_r, absmax, q_b, state
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_blockwise_8bit_bit_exact_every_size_and_blocksize(n, dtype):
+    """Codes, absmax and the dequantized values equal bitsandbytes' on every size, including a short last block."""
+    g = torch.Generator().manual_seed(n)
+    x = (torch.randn(n, generator=g) * 10 ** torch.empty(n).uniform_(-3, 1, generator=g)).to(dtype)
+    for blocksize in BLOCKSIZES_8BIT:
+        q, absmax, q_b, state = _same_8bit(x, blocksize)
+        if n:
+            x_hat = R.blockwise_dequantize(q, absmax, blocksize=blocksize)  # float32; bitsandbytes returns x's dtype
+            assert torch.equal(x_hat.to(dtype), F.dequantize_blockwise(q_b, state))
+
+
+def test_blockwise_8bit_bit_exact_on_adversarial_values():
+    """Exact midpoints between codes and their float32 neighbours, the codes themselves, +-1, +-0, subnormals,
+    the grid points' midpoints of the 65536-point search table, an all-zero block, NaN and +-inf."""
     code = R.dynamic_code()
-    scaled = x.reshape(-1, 256) / absmax.unsqueeze(1)
-    err_r = (code[q_r.long()].reshape(-1, 256) - scaled).abs()
-    err_b = (code[q_b.long()].reshape(-1, 256) - scaled).abs()
-    assert bool((err_r <= err_b + 1e-7).all())
-    # the same codes decode identically
-    assert torch.equal(R.blockwise_dequantize(q_b, state.absmax, blocksize=256), F.dequantize_blockwise(q_b, state))
+    mid = 0.5 * (code[:-1] + code[1:])
+    up, down = torch.tensor(2.0), torch.tensor(-2.0)
+    k = torch.arange(R.LUT_SIZE - 1, dtype=torch.float64)
+    grid_mid = (-1 + (2 * k + 1) / (R.LUT_SIZE - 1)).float()
+    values = torch.cat(
+        [
+            mid,
+            torch.nextafter(mid, up),
+            torch.nextafter(mid, down),
+            code,
+            grid_mid,
+            torch.nextafter(grid_mid, up),
+            torch.nextafter(grid_mid, down),
+            torch.tensor([0.0, -0.0, 1.0, -1.0, 1e-40, -1e-40, 1e-45, 3e-39]),
+        ]
+    )
+    values = values[values.abs() <= 1]
+    blocks = values[: values.numel() // 255 * 255].reshape(-1, 255)
+    x = torch.cat([blocks, torch.ones(blocks.shape[0], 1)], 1).flatten()  # absmax 1: the values are the scaled ones
+    _same_8bit(x, 256)
+    special = torch.cat([values[:300], torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])])
+    for blocksize in (1, 2, 3, 5, 8, 64, special.numel()):
+        for scale in (1.0, 1e-39, 1e30):  # subnormal blocks (infinite 1/absmax) and huge ones
+            q_b, state = F.quantize_blockwise(special * scale, blocksize=blocksize)
+            q_r, absmax = R.blockwise_quantize(special * scale, blocksize=blocksize)
+            assert torch.equal(q_r, q_b) and torch.equal(absmax, state.absmax), (blocksize, scale)
+    _same_8bit(torch.zeros(512), 256)  # all-zero blocks: absmax 0, code 0
+    _same_8bit(-torch.zeros(300), 256)
+
+
+def test_blockwise_8bit_nan_and_inf_as_bitsandbytes():
+    """bitsandbytes leaves NaN out of a block's absmax and gives NaN code 0, which decodes to -0.993 * absmax
+    (not NaN); inf makes the absmax inf, so every finite value of its block decodes to 0. The reference does the same."""
+    x = torch.tensor([float("nan"), 1.0, -2.0, 0.5, 4.0, float("inf"), -1.0, 0.25])
+    q, absmax, _, _ = _same_8bit(x, 4)
+    assert absmax.tolist() == [2.0, float("inf")] and int(q[0]) == 0
+    x_hat = R.blockwise_dequantize(q, absmax, blocksize=4)
+    assert float(x_hat[0]) == pytest.approx(-0.993 * 2.0, rel=1e-3)
+    assert not x_hat[4:].isfinite().any()  # the code nearest 0 on the grid is not 0 itself: times inf, inf
+
+
+def test_lookup_table_is_nearest_code_of_each_grid_point():
+    code = R.dynamic_code()
+    lut = R.lookup_table(code)
+    grid = -1.0 + (2.0 * torch.arange(R.LUT_SIZE, dtype=torch.float32)) / (R.LUT_SIZE - 1)
+    dist = (grid.double().unsqueeze(1) - code.double().unsqueeze(0)).abs()
+    best = dist.min(1).values
+    assert bool((dist[torch.arange(R.LUT_SIZE), lut.long()] <= best + 1e-7).all())
+    # near 0 the dynamic code is denser than the grid (step 2/65535): codes with no grid point of their own
+    assert torch.unique(lut).numel() < 256
 
 
 @settings(max_examples=25, deadline=None)
@@ -85,11 +144,13 @@ def test_blockwise_roundtrip_error_bounded(seed, blocksize, scale):
     x = torch.randn(4 * blocksize, generator=g) * scale
     q, absmax = R.blockwise_quantize(x, blocksize=blocksize)
     x_hat = R.blockwise_dequantize(q, absmax, blocksize=blocksize)
-    # largest gap of the dynamic code is between 0.979 and 0.993 ... its half bounds the scaled error
+    # largest gap of the dynamic code is between 0.979 and 0.993 ... its half bounds the scaled error of an
+    # exact nearest-code search; bitsandbytes' CPU search first rounds x/absmax to the nearest of 65536 grid points
+    # (at most 1/65535 away), so its bound is half the largest gap plus half a grid step
     code = R.dynamic_code()
     half_gap = float((code[1:] - code[:-1]).max()) / 2
     err = (x_hat - x).reshape(-1, blocksize).abs() / absmax.unsqueeze(1)
-    assert float(err.max()) <= half_gap + 1e-6
+    assert float(err.max()) <= half_gap + 1 / (R.LUT_SIZE - 1) + 1e-6
     # no value decodes beyond its block's absmax; a positive maximum is exact (the code holds +1.0
     # but its most negative entry is -0.993: the dynamic code is not symmetric)
     blocks, x_blocks = x_hat.reshape(-1, blocksize), x.reshape(-1, blocksize)
@@ -198,22 +259,60 @@ def test_pack_unpack_roundtrip(codes):
 
 
 def test_double_quant_against_bitsandbytes():
-    """offset and the second-level absmax are bit-exact; the 8-bit codes of the constants agree
-    except where bnb's C kernel picks a neighbouring code (see the blockwise test)."""
-    x = torch.randn(384, 1536)
-    packed, state = F.quantize_4bit(x, blocksize=64, quant_type="nf4", compress_statistics=True)
-    _, absmax = R.quantize_4bit(x, 64, "nf4")
-    dq = R.double_quantize(absmax)
-    assert torch.equal(dq.offset, state.offset)
-    assert torch.equal(dq.absmax2, state.state2.absmax)
-    assert (dq.q == state.absmax).float().mean() > 0.99
-    assert int((dq.q.long() - state.absmax.long()).abs().max()) <= 1
-    # decoding bnb's own 8-bit constants with the reference gives bnb's dequantized weights exactly
-    bnb_dq = R.DoubleQuant(state.absmax, state.state2.absmax, state.offset, 256)
-    x_hat = R.dequantize_4bit(packed, R.double_dequantize(bnb_dq), x.shape, 64, "nf4")
-    assert torch.equal(x_hat, F.dequantize_4bit(packed, state))
-    rel = (R.double_dequantize(dq) - absmax).abs() / absmax
-    assert float(rel.max()) < 0.02
+    """offset, the second-level absmax and the 8-bit codes of the constants are bit-exact (a short last group too)."""
+    for shape in ((384, 1536), (333, 64)):  # 9216 constants = 36 groups of 256; 333 = 1 group + 77
+        x = torch.randn(*shape)
+        packed, state = F.quantize_4bit(x, blocksize=64, quant_type="nf4", compress_statistics=True)
+        _, absmax = R.quantize_4bit(x, 64, "nf4")
+        dq = R.double_quantize(absmax)
+        assert torch.equal(dq.offset, state.offset)
+        assert torch.equal(dq.absmax2, state.state2.absmax)
+        assert torch.equal(dq.q, state.absmax)
+        x_hat = R.dequantize_4bit(packed, R.double_dequantize(dq), x.shape, 64, "nf4")
+        assert torch.equal(x_hat, F.dequantize_4bit(packed, state).reshape(x.shape))
+        rel = (R.double_dequantize(dq) - absmax).abs() / absmax
+        assert float(rel.max()) < 0.02
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+@pytest.mark.parametrize("n", SIZES)
+def test_4bit_bit_exact_every_size_and_blocksize(quant_type, n):
+    """Every block size bitsandbytes' 4-bit quantizer takes, on sizes it does not divide (short last block, odd count)."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, generator=g) * 3
+    for blocksize in R.BLOCKSIZES_4BIT:
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            packed_b, state = F.quantize_4bit(
+                x.to(dtype), blocksize=blocksize, quant_type=quant_type, compress_statistics=False
+            )
+            packed_r, absmax = R.quantize_4bit(x.to(dtype), blocksize, quant_type)
+            assert torch.equal(packed_r, packed_b) and torch.equal(absmax, state.absmax), (blocksize, dtype)
+            if n:  # float32 result; bitsandbytes returns x's dtype
+                x_hat = R.dequantize_4bit(packed_r, absmax, (n,), blocksize, quant_type)
+                assert torch.equal(x_hat.to(dtype), F.dequantize_4bit(packed_b, state).reshape(n))
+
+
+def test_4bit_adversarial_values_bit_exact():
+    """Midpoints between NF4/FP4 codes, zeros, subnormals, an all-zero short last block, NaN and inf."""
+    for quant_type in ("nf4", "fp4"):
+        code = R.code_4bit(quant_type).sort().values
+        mid = 0.5 * (code[:-1] + code[1:])
+        x = torch.cat(
+            [
+                mid,
+                torch.nextafter(mid, torch.tensor(2.0)),
+                torch.nextafter(mid, torch.tensor(-2.0)),
+                code,
+                torch.ones(1),
+                torch.tensor([0.0, -0.0, 1e-40, float("nan"), float("inf"), -float("inf")]),
+                torch.zeros(33),
+            ]
+        )
+        for blocksize in (32, 64):
+            packed_b, state = F.quantize_4bit(x, blocksize=blocksize, quant_type=quant_type, compress_statistics=False)
+            packed_r, absmax = R.quantize_4bit(x, blocksize, quant_type)
+            assert torch.equal(packed_r, packed_b), (quant_type, blocksize)
+            assert torch.equal(absmax.nan_to_num(7.0), state.absmax.nan_to_num(7.0))
 
 
 def test_bits_per_param_formula():
@@ -223,6 +322,8 @@ def test_bits_per_param_formula():
     assert bpp == pytest.approx(4 + 8 / 64 + 32 / (64 * 256) + 32 / n, rel=1e-12)  # + the fp32 offset
     assert 4.126 < bpp < 4.128
     assert R.bits_per_param_4bit(n, 64, tables=True) > 4.5
+    # a short last block still stores one absmax; an odd count one more nibble
+    assert R.bits_per_param_4bit(65, 64) == pytest.approx((8 * 33 + 2 * 32) / 65)
 
 
 @pytest.mark.parametrize("double_quant", [False, True])
@@ -292,24 +393,44 @@ def test_bad_inputs():
         R.per_tensor_int8_linear(x, torch.randn(8, 32))
     with pytest.raises(ValueError, match="x must be 2-d"):
         R.int8_vectorwise_quantize(torch.randn(2, 3, 4))
-    with pytest.raises(ValueError, match="blocksize"):
-        R.blockwise_quantize(torch.randn(256), blocksize=48)  # not a power of two
-    with pytest.raises(ValueError, match="blocksize"):
-        R.blockwise_quantize(torch.randn(100), blocksize=64)  # does not divide
-    with pytest.raises(ValueError, match="blocksize"):
-        R.quantize_4bit(torch.randn(96), blocksize=64)
+    for blocksize in (0, -64):  # bitsandbytes: "blocksize must be positive"
+        with pytest.raises(ValueError, match="blocksize"):
+            F.quantize_blockwise(torch.randn(256), blocksize=blocksize)
+        with pytest.raises(ValueError, match="blocksize"):
+            R.blockwise_quantize(torch.randn(256), blocksize=blocksize)
+    for blocksize in (64.0, True, None):
+        with pytest.raises(TypeError, match="blocksize"):
+            R.blockwise_quantize(torch.randn(256), blocksize=blocksize)
+    for blocksize in (16, 48, 8192):  # bitsandbytes' 4-bit quantizer: "invalid blocksize"
+        with pytest.raises(ValueError, match="blocksize"):
+            F.quantize_4bit(torch.randn(256), blocksize=blocksize)
+        with pytest.raises(ValueError, match="blocksize"):
+            R.quantize_4bit(torch.randn(256), blocksize=blocksize)
+        with pytest.raises(ValueError, match="blocksize"):
+            R.bits_per_param_4bit(256, blocksize)
+    with pytest.raises(TypeError, match="blocksize"):
+        R.quantize_4bit(torch.randn(256), blocksize=64.0)
+    for dtype in (torch.float64, torch.int32):  # bitsandbytes quantizes 16/32-bit floats only
+        with pytest.raises(TypeError, match="x must be a float16, bfloat16 or float32"):
+            R.blockwise_quantize(torch.ones(64, dtype=dtype))
+        with pytest.raises(TypeError, match="x must be a float16, bfloat16 or float32"):
+            R.quantize_4bit(torch.ones(64, dtype=dtype))
+    with pytest.raises(ValueError, match="16/32-bit"):
+        F.quantize_blockwise(torch.ones(64, dtype=torch.float64))
     with pytest.raises(ValueError, match="blocksize2"):
-        R.double_quantize(torch.rand(10), blocksize2=100)
-    with pytest.raises(TypeError, match="x"):
-        R.quantize_4bit(torch.ones(64, dtype=torch.int32))
-    with pytest.raises(ValueError, match="x"):
-        R.blockwise_quantize(torch.tensor([1.0, float("nan")]), blocksize=2)
+        R.double_quantize(torch.rand(10), blocksize2=0)
     with pytest.raises(ValueError, match="quant_type"):
         R.quantize_4bit(torch.randn(64), quant_type="int4")
     with pytest.raises(ValueError, match="quant_type"):
         R.code_4bit("nf3")
     with pytest.raises(ValueError, match="code"):
         R.blockwise_quantize(torch.randn(64), code=torch.tensor([-2.0, 0.0, 2.0]), blocksize=64)
+    with pytest.raises(TypeError, match="code"):  # bitsandbytes reads a float64 table as float32 garbage
+        R.blockwise_quantize(torch.randn(64), code=R.dynamic_code().double(), blocksize=64)
+    with pytest.raises(ValueError, match="code"):
+        R.blockwise_quantize(torch.randn(64), code=R.dynamic_code().flip(0), blocksize=64)
+    with pytest.raises(ValueError, match="code"):
+        R.blockwise_quantize(torch.randn(64), code=R.code_4bit("nf4"), blocksize=64)
     with pytest.raises(TypeError, match="q"):
         R.blockwise_dequantize(torch.zeros(64, dtype=torch.int8), torch.ones(1), blocksize=64)
     with pytest.raises(ValueError, match="absmax"):
@@ -337,7 +458,11 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="scheme"):
         R.Int8RefLinear(nn.Linear(4, 4), scheme="per_row")
     with pytest.raises(ValueError, match="blocksize"):
-        R.check_blocksize(1)
+        R.check_blocksize(0)
+    with pytest.raises(ValueError, match="packed"):
+        R.dequantize_4bit(torch.zeros(3, dtype=torch.uint8), torch.ones(1), (4,), 64)
+    with pytest.raises(TypeError, match="absmax"):
+        R.blockwise_dequantize(torch.zeros(64, dtype=torch.uint8), torch.ones(1, dtype=torch.float64), blocksize=64)
 
 
 # ----------------------------------------------------------------------------- 8-bit Adam
@@ -393,4 +518,53 @@ def test_adam8bit_ref_pads_a_last_short_block_and_validates():
     with pytest.raises(TypeError, match="betas"):
         R.Adam8bitRef([p], betas=0.9)
     with pytest.raises(ValueError, match="blocksize"):
-        R.Adam8bitRef([p], blocksize=100)
+        R.Adam8bitRef([p], blocksize=0)
+
+
+# ----------------------------------------------------------------------------- exercises
+
+
+def _int8_blocks(x, blocksize, *, absmax=lambda b: b.abs().amax(1, keepdim=True), rnd=torch.round, magnitude=False):
+    blocks = x.reshape(-1, blocksize)
+    a = absmax(blocks)
+    v = blocks.abs() if magnitude else blocks
+    return (rnd(v / a * 127).clamp(-127, 127) * a / 127).reshape(x.shape)
+
+
+def test_exercise_absmax_int8_blockwise_solution_and_classic_wrong_answers():
+    assert R.check_absmax_int8_blockwise(lambda x, bs: _int8_blocks(x, bs), quiet=True)
+    wrong = {
+        "one absmax for the whole tensor": lambda x, bs: _int8_blocks(
+            x.reshape(1, -1), x.numel(), absmax=lambda b: b.abs().amax()
+        ).reshape(x.shape),
+        "nearest code by truncation": lambda x, bs: _int8_blocks(x, bs, rnd=torch.trunc),
+        "absmax without abs (sign forgotten)": lambda x, bs: _int8_blocks(
+            x, bs, absmax=lambda b: b.amax(1, keepdim=True)
+        ),
+        "codes of |x| (sign dropped)": lambda x, bs: _int8_blocks(x, bs, magnitude=True),
+        "255 levels (127.5)": lambda x, bs: (
+            torch.round(x.reshape(-1, bs) / x.reshape(-1, bs).abs().amax(1, keepdim=True) * 127.5)
+            * x.reshape(-1, bs).abs().amax(1, keepdim=True)
+            / 127.5
+        ).reshape(x.shape),
+    }
+    for name, fn in wrong.items():
+        assert not R.check_absmax_int8_blockwise(fn, quiet=True), name
+    assert not R.check_absmax_int8_blockwise(None, quiet=True)
+
+
+def test_exercise_dq_bits_solution_and_classic_wrong_answers():
+    def solution(n, bs):
+        blocks = -(-n // bs)
+        return (8 * -(-n // 2) + 8 * blocks + 32 * -(-blocks // 256) + 32) / n
+
+    assert R.check_dq_bits(solution, quiet=True)
+    wrong = {
+        "offset forgotten": lambda n, bs: solution(n, bs) - 32 / n,
+        "second-level absmax forgotten": lambda n, bs: (4 * n + 8 * -(-n // bs) + 32) / n,
+        "block counts rounded down": lambda n, bs: (4 * n + 8 * (n // bs) + 32 * (n // bs // 256) + 32) / n,
+        "the large-tensor formula": lambda n, bs: 4 + 8 / bs + 32 / (bs * 256) + 32 / n,
+        "absmax kept in 32 bits": lambda n, bs: R.bits_per_param_4bit(n, bs, double_quant=False),
+    }
+    for name, fn in wrong.items():
+        assert not R.check_dq_bits(fn, quiet=True), name

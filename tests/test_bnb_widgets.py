@@ -31,12 +31,17 @@ def test_widget_redraws_on_threshold_blocksize_and_layer():
 
 def test_widget_survives_every_control_value():
     """Every layer, every block size, thresholds across the slider (0, a step, the outliers' values, the end)."""
-    box = threshold_blocksize_widget(_layers())
-    for layer in _layers():
+    layers = _layers()
+    g = torch.Generator().manual_seed(1)
+    layers["odd"] = (torch.randn(8, 77, generator=g), torch.randn(33, 77, generator=g))  # 2541 weights: no size divides
+    box = threshold_blocksize_widget(layers)
+    assert box.controls["blocksize"].options == R.BLOCKSIZES_4BIT
+    for layer in layers:
         box.controls["layer"].value = layer
-        for blocksize in (16, 32, 64, 128, 256, 512, 1024, 4096):
+        for blocksize in R.BLOCKSIZES_4BIT:
             box.controls["blocksize"].value = blocksize
-            assert f"block size {blocksize}" in box.readout.value
+            assert f"block size {blocksize}" in box.readout.value, box.readout.value
+            assert box.last_error is None
         for threshold in (0.0, 0.5, 6.0, 9.5, 20.0):
             box.controls["threshold"].value = threshold
             assert box.last_values == {"layer": layer, "threshold": threshold, "blocksize": 4096}
@@ -49,6 +54,8 @@ def test_readout_reports_float_columns():
     text6, text0 = v6["readout"], v0["readout"]
     assert int(v6["outliers"].sum()) == 2 and not v0["outliers"].any()
     assert v6["block_absmax"].numel() == w.numel() // 64
+    odd = R.threshold_blocksize_view(x[:, :77], torch.randn(33, 77), 6.0, 64)
+    assert odd["block_absmax"].numel() == 40  # 2541 weights: 39 full blocks of 64 and a short one
     assert isinstance(P.threshold_blocksize_figure(v6), Figure)
     assert "float columns 1.56%" in text6  # 2 of 128 columns
     assert "float columns 0.00%" in text0

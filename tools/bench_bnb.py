@@ -25,12 +25,24 @@ def run() -> dict:
             lambda: R.quantize_4bit(x, 64, "nf4"),
             lambda: F.quantize_4bit(x, blocksize=64, quant_type="nf4", compress_statistics=False),
         ),
+        "fp4_quantize_16M": compare(
+            "FP4 quantize, 16M values, blocksize 64",
+            lambda: R.quantize_4bit(x, 64, "fp4"),
+            lambda: F.quantize_4bit(x, blocksize=64, quant_type="fp4", compress_statistics=False),
+        ),
         "blockwise8_quantize_16M": compare(
             "8-bit dynamic blockwise quantize, 16M, bs 4096",
             lambda: R.blockwise_quantize(x, blocksize=4096),
             lambda: F.quantize_blockwise(x, blocksize=4096),
         ),
+        "blockwise8_quantize_16M_bs64": compare(
+            "8-bit dynamic blockwise quantize, 16M, bs 64",
+            lambda: R.blockwise_quantize(x, blocksize=64),
+            lambda: F.quantize_blockwise(x, blocksize=64),
+        ),
     }
+    # the reference is bitsandbytes' CPU kernel bit for bit (tests/test_bnb.py); check it on the timed input too
+    assert torch.equal(R.blockwise_quantize(x, blocksize=4096)[0], F.quantize_blockwise(x, blocksize=4096)[0])
     linear = torch.nn.Linear(4096, 4096)
     # Both sides hold int8 weights quantized once (Linear8bitLt stores weight + SCB); timed: the forward pass.
     w_q, w_absmax, _ = R.int8_vectorwise_quantize(linear.weight.detach())

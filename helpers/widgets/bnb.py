@@ -17,7 +17,10 @@ from helpers.widgets import panel
 
 __all__ = ["threshold_blocksize_widget"]
 
-BLOCKSIZES = (16, 32, 64, 128, 256, 512, 1024, 4096)
+#: Every block size bitsandbytes' 4-bit quantizer takes (its 8-bit one takes these too); a weight they do not
+#: divide gets a shorter last block, as in bitsandbytes.
+#: (``helpers.bnb.BLOCKSIZES_4BIT``; tests/test_bnb_widgets.py checks they are the same.)
+BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 def threshold_blocksize_widget(
