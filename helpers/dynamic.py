@@ -58,6 +58,7 @@ __all__ = [
     "smallest_keep_set",
     "torch_per_token_linear",
     "check_per_token_linear",
+    "check_act_qparams",
     "LATENCY_BATCH_SIZES",
     "minilm_batch",
     "latency_sweep",
@@ -759,6 +760,14 @@ def _mean_cosine(
     return float(cosine_to_reference(embed(model, tokenizer, list(sentences), float64=float64), ref).mean())
 
 
+def _check_sentences(sentences: object) -> list[str]:
+    if isinstance(sentences, str) or not isinstance(sentences, (list, tuple)) or not sentences:
+        raise TypeError(f"sentences must be a non-empty list of strings, got {type(sentences).__name__}")
+    if not all(isinstance(t, str) for t in sentences):
+        raise TypeError("sentences must be a non-empty list of strings (found a non-string entry)")
+    return list(sentences)
+
+
 def _check_float64(float64: object) -> bool:
     if not isinstance(float64, bool):
         raise TypeError(f"float64 must be True or False, got {float64!r}")
@@ -786,6 +795,7 @@ def layer_sensitivity(
     cosines do not depend on the CPU's float32 summation order. Taught in 04_dynamic.
     """
     _check_model(model)
+    sentences = _check_sentences(sentences)
     check_float_tensor(ref, "ref")
     if ref.ndim != 2 or ref.shape[0] != len(sentences):
         raise ValueError(f"ref must be the (len(sentences), hidden) fp32 embeddings, got shape {tuple(ref.shape)}")
@@ -858,10 +868,13 @@ def smallest_keep_set(
     """
     _check_model(model)
     _check_float64(float64)
+    sentences = _check_sentences(sentences)
     check_float_tensor(ref, "ref")
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < target <= 1.0:
         raise ValueError(f"target must be a cosine in (0, 1], got {target!r}")
-    ranked = list(ranked)
+    if ranked is None:
+        raise TypeError("ranked must be a list of Linear module names, most sensitive first, got None")
+    ranked = _check_names(model, ranked, "ranked")
     steps = [check_int(k, "steps", lo=0, hi=len(ranked)) for k in steps]
     if not steps:
         raise ValueError("steps must list at least one k")
@@ -966,6 +979,72 @@ def check_per_token_linear(fn: Callable | None, *, quiet: bool = False) -> bool:
             "long sums": "accumulate in integers (int32/int64), not float32: these sums pass 2^24",
         },
         compare=_compare_y_acc,
+        quiet=quiet,
+    )
+
+
+def _act_qparams_cases() -> list[tuple[tuple[torch.Tensor, bool], tuple[float, int], str]]:
+    gen = torch.Generator().manual_seed(7)
+    mixed = torch.randn(6, 10, generator=gen) * 2.0 + 0.7  # straddles 0, unequal ends
+    positive = torch.rand(5, 8, generator=gen) * 3.0 + 0.5  # after a GELU: min > 0, the range must still hold 0
+    negative = -(torch.rand(4, 8, generator=gen) * 5.0 + 1.0)
+    ties = torch.tensor([[-1.0, 0.5, 3.0], [2.0, -0.25, 1.0]])  # -min / scale = 63.75: round, do not truncate
+    cases = []
+    for label, x in (("zero point", ties), ("mixed", mixed), ("positive", positive), ("negative", negative)):
+        for reduce_range in (False, True):
+            with warnings.catch_warnings():  # torch deprecates quantized tensors; the op is the answer key here
+                warnings.simplefilter("ignore", UserWarning)
+                q = torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range)
+            want = (float(q.q_scale()), int(q.q_zero_point()))
+            cases.append(((x, reduce_range), want, f"{label}{', reduce_range' if reduce_range else ''}"))
+    return cases
+
+
+def _compare_qparams(got: object, want: tuple[float, int]) -> str | None:
+    if not isinstance(got, tuple) or len(got) != 2:
+        return f"expected a tuple (scale, zero_point), got {type(got).__name__}"
+    scale, zero_point = got
+    if isinstance(scale, torch.Tensor) and scale.numel() == 1:
+        scale = scale.item()
+    if isinstance(zero_point, torch.Tensor) and zero_point.numel() == 1 and not zero_point.is_floating_point():
+        zero_point = int(zero_point)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        return f"scale: expected a number, got {type(scale).__name__}"
+    if abs(scale - want[0]) > 1e-6 * want[0]:  # torch divides in float64 and rounds once to float32
+        return f"scale {scale!r} (expected {want[0]!r})"
+    if isinstance(zero_point, bool) or not isinstance(zero_point, int):
+        return f"zero_point: expected an int, got {type(zero_point).__name__} {zero_point!r}"
+    if zero_point != want[1]:
+        return f"zero_point {zero_point} (expected {want[1]})"
+    return None
+
+
+def check_act_qparams(fn: Callable | None, *, quiet: bool = False) -> bool:
+    """Grade a learner's ``fn(x, reduce_range) -> (scale, zero_point)``: torch.ao's dynamic per-tensor activation qparams.
+
+    The answers are those of ``torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range)`` (the
+    activation quantization inside ``DynamicQuantizedLinear``). The cases reject ignoring ``reduce_range``
+    (0..255 always), a range that does not include 0 (all-positive or all-negative inputs) and a
+    zero point that is truncated or left as a float. Prints one line (unless ``quiet``). Taught in 04_dynamic.
+    """
+    from helpers.exercises import grade
+
+    return grade(
+        "dynamic activation qparams",
+        fn,
+        _act_qparams_cases(),
+        hint=(
+            "codes 0..255, or 0..127 with reduce_range; widen [min, max] to include 0; "
+            "scale = (max - min) / (qmax - qmin); zero_point = round(qmin - min / scale), an int in qmin..qmax"
+        ),
+        hints={
+            "zero point": "the zero point is round(qmin - min / scale) (nearest, not truncated), as an int",
+            "zero point, reduce_range": "reduce_range keeps 7 bits: qmax = 127",
+            "mixed, reduce_range": "reduce_range keeps 7 bits: qmax = 127",
+            "positive": "the range must include 0 (min = min(x.min(), 0)), so 0 is exactly representable",
+            "negative": "the range must include 0 (max = max(x.max(), 0))",
+        },
+        compare=_compare_qparams,
         quiet=quiet,
     )
 

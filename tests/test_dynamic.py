@@ -24,6 +24,7 @@ from helpers.dynamic import (
     Float32Island,
     WeightOnlyInt8Linear,
     capture_linear_inputs,
+    check_act_qparams,
     check_per_token_linear,
     default_reduce_range,
     dynamic_act_qparams,
@@ -820,3 +821,69 @@ def test_per_token_checker_missing_stub_and_bad_answer_key_input(capsys):
         torch_per_token_linear(torch.randn(2, 3), torch.randn(4, 5), torch.randn(4))
     with pytest.raises(ValueError, match="x must contain only finite"):
         torch_per_token_linear(torch.full((2, 3), float("nan")), torch.randn(4, 3), torch.randn(4))
+
+
+def test_sensitivity_tools_reject_none_by_name(tiny):
+    model, ref = tiny
+    with pytest.raises(TypeError, match="sentences must be a non-empty list of strings"):
+        layer_sensitivity(model, tiny_tokenizer, None, ref)
+    with pytest.raises(TypeError, match="sentences must be a non-empty list of strings"):
+        layer_sensitivity(model, tiny_tokenizer, [1, 2], ref[:2])
+    with pytest.raises(TypeError, match="ranked must be a list"):
+        smallest_keep_set(model, tiny_tokenizer, SENTENCES, ref, None)
+    with pytest.raises(ValueError, match="ranked names 'nope'"):
+        smallest_keep_set(model, tiny_tokenizer, SENTENCES, ref, ["nope"])
+    with pytest.raises(TypeError, match="sentences must be a non-empty list of strings"):
+        smallest_keep_set(model, tiny_tokenizer, "one sentence", ref, [])
+    with pytest.raises(ValueError, match="target must be a cosine"):
+        smallest_keep_set(model, tiny_tokenizer, SENTENCES, ref, [], target=float("nan"))
+
+
+def _qparams_solution(x, reduce_range):
+    qmax = 127 if reduce_range else 255
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    scale = (hi - lo) / qmax
+    return scale, round(-lo / scale)
+
+
+def _qparams_ignoring_reduce_range(x, reduce_range):
+    return _qparams_solution(x, False)
+
+
+def _qparams_range_without_zero(x, reduce_range):
+    qmax = 127 if reduce_range else 255
+    lo, hi = float(x.min()), float(x.max())
+    return (hi - lo) / qmax, round(max(0.0, min(qmax, -lo * qmax / (hi - lo))))
+
+
+def _qparams_float_zero_point(x, reduce_range):
+    scale, _ = _qparams_solution(x, reduce_range)
+    return scale, -min(float(x.min()), 0.0) / scale
+
+
+def _qparams_truncated_zero_point(x, reduce_range):
+    scale, _ = _qparams_solution(x, reduce_range)
+    return scale, int(-min(float(x.min()), 0.0) / scale)
+
+
+def test_act_qparams_checker(capsys):
+    assert check_act_qparams(_qparams_solution)
+    # the course's helper is what torch's dynamic kernel computes
+    assert check_act_qparams(
+        lambda x, rr: tuple(
+            v.item() if i == 0 else int(v)
+            for i, v in enumerate(dynamic_act_qparams(x.reshape(1, -1), reduce_range=rr)[:2])
+        ),
+        quiet=True,
+    )
+    assert "correct (8 cases)" in capsys.readouterr().out
+    for wrong in (
+        _qparams_ignoring_reduce_range,
+        _qparams_range_without_zero,
+        _qparams_float_zero_point,
+        _qparams_truncated_zero_point,
+    ):
+        assert not check_act_qparams(wrong, quiet=True), wrong.__name__
+    assert not check_act_qparams(None) and "not written yet" in capsys.readouterr().out
+    assert not check_act_qparams(lambda x, rr: 0.1)
+    assert "expected a tuple" in capsys.readouterr().out
