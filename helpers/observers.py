@@ -35,6 +35,7 @@ __all__ = [
     "mse_range",
     "kl_range",
     "batch_mode_range",
+    "batch_scale_counts",
     "observer_range",
     "observer_qparams",
     "collect_activations",
@@ -137,6 +138,8 @@ def histogram_range(
     dst_nbins = check_int(dst_nbins, "dst_nbins", lo=2, hi=2**16)
     flat = _flat(x)
     lo, hi = torch.aminmax(flat)
+    if float(lo) == float(hi):  # a constant tensor: every bin has width 0 and the search cannot move the range
+        return lo, hi  # (the same (lo, lo) the loop would return after stepping through all 1e5 quantiles)
     hist = torch.histc(flat, bins, min=lo.item(), max=hi.item())
     bin_width_t = (hi - lo) / bins
     bin_width = hi.item() - lo.item()
@@ -275,23 +278,49 @@ def kl_range(
     return (torch.zeros(()), t) if nonneg else (-t, t)
 
 
-def batch_mode_range(
-    batches: torch.Tensor | Sequence[torch.Tensor], bits: int = 8, *, significant: int = 2
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mode of per-batch scales: each batch's min-max scale, rounded to ``significant`` digits; keep the commonest.
-
-    The seminar's static method: calibrate N batches, compute a scale per batch and use the most
-    frequent one (ties: the smaller scale). Returns the mean range of the batches with the modal
-    scale. With one batch it is min-max. Taught in 05_static.
-    """
-    batches = _as_batches(batches)
-    bits = check_bits(bits)
-    significant = check_int(significant, "significant", lo=1, hi=8)
+def _rounded_batch_scales(
+    batches: Sequence[torch.Tensor], bits: int, significant: int
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Per batch: the (min, max) range (N, 2) and its min-max scale rounded to ``significant`` digits."""
     ranges = torch.stack([torch.stack(torch.aminmax(b.detach().float())) for b in batches])  # (N, 2)
     lo, hi = ranges[:, 0].clamp(max=0), ranges[:, 1].clamp(min=0)
     scale = ((hi - lo) / (2**bits - 1)).double()
     mag = torch.floor(torch.log10(scale.clamp(min=1e-30)))
     rounded = torch.round(scale / 10**mag * 10 ** (significant - 1)) * 10 ** (mag - significant + 1)
+    return ranges, rounded
+
+
+def batch_scale_counts(
+    batches: torch.Tensor | Sequence[torch.Tensor], bits: int = 8, *, significant: int = 2
+) -> list[tuple[float, int]]:
+    """How often each per-batch scale occurs: ``[(scale, count), ...]``, commonest first (ties: smaller scale).
+
+    The tally behind ``batch_mode_range``: each batch's min-max scale at ``bits``, rounded to
+    ``significant`` digits. With one input per batch it is the seminar's count over N inputs.
+    Taught in 05_static.
+    """
+    batches = _as_batches(batches)
+    bits = check_bits(bits)
+    significant = check_int(significant, "significant", lo=1, hi=8)
+    _, rounded = _rounded_batch_scales(batches, bits, significant)
+    values, counts = torch.unique(rounded, return_counts=True)  # ascending scale
+    order = sorted(range(len(values)), key=lambda i: (-int(counts[i]), float(values[i])))
+    return [(float(values[i]), int(counts[i])) for i in order]
+
+
+def batch_mode_range(
+    batches: torch.Tensor | Sequence[torch.Tensor], bits: int = 8, *, significant: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mode of per-batch scales: each batch's min-max scale, rounded to ``significant`` digits; keep the commonest.
+
+    The seminar's static method: calibrate N batches (one input each in the seminar's notes),
+    compute a scale per batch and use the most frequent one (ties: the smaller scale). Returns the
+    mean range of the batches with the modal scale. With one batch it is min-max. Taught in 05_static.
+    """
+    batches = _as_batches(batches)
+    bits = check_bits(bits)
+    significant = check_int(significant, "significant", lo=1, hi=8)
+    ranges, rounded = _rounded_batch_scales(batches, bits, significant)
     values, counts = torch.unique(rounded, return_counts=True)  # sorted ascending: ties -> smaller scale
     modal = values[torch.argmax(counts)]
     pick = rounded == modal

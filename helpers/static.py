@@ -55,15 +55,54 @@ __all__ = [
     "layer_qparams",
     "integer_forward",
     "REQUANT_MODES",
+    "ACCUMULATE_MODES",
+    "int16_pair_accumulate",
     "DIGITS_FUSE",
     "DIGITS_OBSERVED",
     "fused_digits_cnn",
     "calibrate_prepared",
     "quantize_digits_cnn",
     "make_observer_view",
+    "check_requantize",
 ]
 
 REQUANT_MODES = ("fixed_point", "float")
+#: ``"int32"``: exact int32 sums (VNNI's ``vpdpbusd``, qnnpack, ``torch._int_mm`` where exact);
+#: ``"int16_pairs"``: AVX2 without VNNI, ``vpmaddubsw`` adds u8 x s8 products in pairs into a saturating int16.
+ACCUMULATE_MODES = ("int32", "int16_pairs")
+
+
+def int16_pair_accumulate(q_x: torch.Tensor, q_w: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``sum_k q_x[m, k] q_w[n, k]`` as an AVX2 u8 x s8 kernel without VNNI adds it: ``(acc int32 (M, N), saturated)``.
+
+    ``vpmaddubsw`` multiplies unsigned 8-bit activation codes by signed 8-bit weights and adds each
+    adjacent pair of products (k = 0+1, 2+3, ...) into an int16 **with saturation** (to
+    -32768..32767); ``vpmaddwd`` and ``vpaddd`` then add the pair sums into int32 without loss. A pair
+    overflows when both products are large: 255 * 127 * 2 = 64770 > 32767, while 7-bit codes
+    (``reduce_range``) keep every pair within 127 * 128 * 2 = 32512. ``saturated`` counts the pair
+    sums that were clipped. ``q_x`` is uint8 (M, K), ``q_w`` int8 (N, K); an odd K pairs the last
+    product with 0. The arithmetic is :func:`helpers.kernels.saturating_int8_matmul`, taken ``chunk``
+    rows at a time. Taught in 05_static (Pitfall 4).
+    """
+    _check_int_tensor(q_x, "q_x", (torch.uint8,))
+    _check_int_tensor(q_w, "q_w", (torch.int8,))
+    if q_x.ndim != 2 or q_w.ndim != 2 or q_x.shape[1] != q_w.shape[1]:
+        raise ValueError(f"q_x and q_w must be (M, K) and (N, K), got {tuple(q_x.shape)} and {tuple(q_w.shape)}")
+    m, k = q_x.shape
+    a = torch.cat([q_x.to(torch.int32), q_x.new_zeros(m, k % 2, dtype=torch.int32)], dim=1)  # odd K: pair with 0
+    w = torch.cat([q_w.to(torch.int32), q_w.new_zeros(q_w.shape[0], k % 2, dtype=torch.int32)], dim=1)
+    acc = (a.double() @ w.double().t()).to(torch.int32)  # the exact sums (float64 is exact here) ...
+    # ... then each clipped pair's loss. |q_w| <= 128, so a pair can leave int16 only if its codes sum past 255
+    a_pairs = a.reshape(m, -1, 2)
+    rows, pair_idx = torch.nonzero(a_pairs.sum(-1) > 255, as_tuple=True)
+    saturated = 0
+    for start in range(0, rows.numel(), 2**16):
+        r, j = rows[start : start + 2**16], pair_idx[start : start + 2**16]
+        pair = a[r, 2 * j, None] * w[:, 2 * j].t() + a[r, 2 * j + 1, None] * w[:, 2 * j + 1].t()  # one vpmaddubsw lane
+        loss = pair.clamp(-(2**15), 2**15 - 1) - pair  # the int16 saturation
+        saturated += int((loss != 0).sum())
+        acc.index_add_(0, r, loss)  # vpmaddwd + vpaddd add the clipped pairs exactly in int32
+    return acc, saturated
 
 
 def fold_bn(
@@ -237,6 +276,10 @@ def _requantize_float(
 
 
 def _as_scales(w_scale: float | torch.Tensor, out_features: int) -> torch.Tensor:
+    if w_scale is None or isinstance(w_scale, (bool, str)):
+        raise TypeError(
+            f"w_scale must be a positive number or a float tensor of {out_features} scales, got {w_scale!r}"
+        )
     s = torch.as_tensor(w_scale, dtype=torch.float32).reshape(-1)
     check_positive(s, "w_scale")
     if s.numel() not in (1, out_features):
@@ -247,16 +290,21 @@ def _as_scales(w_scale: float | torch.Tensor, out_features: int) -> torch.Tensor
 def _int8_gemm_requant(
     cols: torch.Tensor, x_zp: int, x_dtype: torch.dtype, x_scale: float, q_w: torch.Tensor, w_scale: torch.Tensor,
     bias: torch.Tensor | None, out_scale: float, out_zp: int, out_dtype: str, relu: bool, requant: str,
+    accumulate: str = "int32",
 ) -> torch.Tensor:  # fmt: skip
     """Shared core: ``cols`` (M, K) of input codes, ``q_w`` (N, K) int8 -> (M, N) output codes."""
     qmin, qmax, dtype = _out_range(out_dtype)
-    if x_dtype == torch.uint8:  # shift u8 codes to s8 so both operands fit torch._int_mm; zp shifts with them
+    if accumulate == "int16_pairs":  # raw u8 codes x s8 weights, pairs saturating in int16 (AVX2 without VNNI)
+        acc, _ = int16_pair_accumulate(cols.to(torch.uint8), q_w)
+        zp = x_zp
+    elif x_dtype == torch.uint8:  # shift u8 codes to s8 so both operands fit torch._int_mm; zp shifts with them
         a = (cols.to(torch.int16) - 128).to(torch.int8)
         zp = x_zp - 128
     else:
         a = cols.to(torch.int8)
         zp = x_zp
-    acc = int8_matmul(a, q_w.t())  # int32: sum_k q_x q_w
+    if accumulate == "int32":
+        acc = int8_matmul(a, q_w.t())  # int32: sum_k q_x q_w
     acc = acc - zp * q_w.to(torch.int32).sum(dim=1)  # subtract zp_x * sum_k q_w  ->  sum_k (q_x - zp_x) q_w
     act_times_w_scale = (torch.tensor(x_scale, dtype=torch.float32) * w_scale).to(torch.float32)
     if requant == "float":
@@ -269,9 +317,12 @@ def _int8_gemm_requant(
 
 def _check_layer_args(
     q_x: torch.Tensor, x_scale: float, x_zp: int, q_w: torch.Tensor, bias: torch.Tensor | None,
-    out_scale: float, out_zp: int, out_dtype: str, requant: str, w_ndim: int,
+    out_scale: float, out_zp: int, out_dtype: str, requant: str, w_ndim: int, accumulate: str = "int32",
 ) -> tuple[float, int, float, int]:  # fmt: skip
     _check_int_tensor(q_x, "q_x", (torch.uint8, torch.int8))
+    check_choice(accumulate, "accumulate", ACCUMULATE_MODES)
+    if accumulate == "int16_pairs" and q_x.dtype != torch.uint8:
+        raise TypeError(f"accumulate='int16_pairs' emulates u8 x s8 vpmaddubsw: q_x must be uint8, got {q_x.dtype}")
     _check_int_tensor(q_w, "q_w", (torch.int8,))
     if q_w.ndim != w_ndim:
         raise ValueError(f"q_w must be {w_ndim}-d, got shape {tuple(q_w.shape)}")
@@ -302,22 +353,25 @@ def int8_linear(
     out_dtype: str = "uint8",
     relu: bool = False,
     requant: str = "fixed_point",
+    accumulate: str = "int32",
 ) -> torch.Tensor:
     """Integer-only Linear: uint8/int8 codes ``q_x`` (N, in), int8 ``q_w`` (out, in) -> output codes (N, out).
 
     ``acc = (q_x - x_zp) @ q_w.T + round(bias / (x_scale * w_scale))`` in int32 (``torch._int_mm``
     where the shape allows), then ``requantize`` with ``M = x_scale * w_scale / out_scale``.
     ``w_scale`` is one number (per-tensor) or one per output row (per-channel); weights are
-    symmetric (zero-point 0). Taught in 05_static.
+    symmetric (zero-point 0). ``accumulate="int16_pairs"`` sums the products as an AVX2 kernel without
+    VNNI does (``int16_pair_accumulate``: u8 x s8 pairs saturate in int16; uint8 ``q_x`` only).
+    Taught in 05_static.
     """
     x_scale, x_zp, out_scale, out_zp = _check_layer_args(
-        q_x, x_scale, x_zp, q_w, bias, out_scale, out_zp, out_dtype, requant, 2
+        q_x, x_scale, x_zp, q_w, bias, out_scale, out_zp, out_dtype, requant, 2, accumulate
     )
     if q_x.ndim != 2 or q_x.shape[1] != q_w.shape[1]:
         raise ValueError(f"q_x must have shape (N, {q_w.shape[1]}), got {tuple(q_x.shape)}")
     s_w = _as_scales(w_scale, q_w.shape[0])
     return _int8_gemm_requant(
-        q_x, x_zp, q_x.dtype, x_scale, q_w, s_w, bias, out_scale, out_zp, out_dtype, relu, requant
+        q_x, x_zp, q_x.dtype, x_scale, q_w, s_w, bias, out_scale, out_zp, out_dtype, relu, requant, accumulate
     )
 
 
@@ -336,17 +390,23 @@ def int8_conv2d(
     out_dtype: str = "uint8",
     relu: bool = False,
     requant: str = "fixed_point",
+    accumulate: str = "int32",
 ) -> torch.Tensor:
     """Integer-only Conv2d as an int8 GEMM over unfolded patches (im2col): codes (N, C, H, W) -> (N, O, H', W').
 
     Padding inserts ``x_zp`` (the code of real 0), then every patch is a row of an int8 matrix and
-    the layer is ``int8_linear`` on it. Groups and dilation are 1. Taught in 05_static.
+    the layer is ``int8_linear`` on it. Groups and dilation are 1. With ``accumulate="int16_pairs"``
+    the patch is ordered channels-last (kernel row, column, channel: the NHWC layout of fbgemm's
+    convolutions) before its products are paired. Taught in 05_static.
     """
     x_scale, x_zp, out_scale, out_zp = _check_layer_args(
-        q_x, x_scale, x_zp, q_w, bias, out_scale, out_zp, out_dtype, requant, 4
+        q_x, x_scale, x_zp, q_w, bias, out_scale, out_zp, out_dtype, requant, 4, accumulate
     )
     if q_x.ndim != 4 or q_x.shape[1] != q_w.shape[1]:
         raise ValueError(f"q_x must have shape (N, {q_w.shape[1]}, H, W), got {tuple(q_x.shape)}")
+    for name, v in (("stride", stride), ("padding", padding)):
+        if not isinstance(v, int) and not (isinstance(v, (tuple, list)) and len(v) == 2):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
     sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
     ph, pw = (padding, padding) if isinstance(padding, int) else tuple(padding)
     check_int(sh, "stride", lo=1)
@@ -361,9 +421,13 @@ def int8_conv2d(
     ho = (h + 2 * ph - kh) // sh + 1
     wo = (w + 2 * pw - kw) // sw + 1
     cols = cols.transpose(1, 2).reshape(n * ho * wo, c * kh * kw).to(torch.int16)
+    w_rows = q_w.reshape(o, -1)
+    if accumulate == "int16_pairs":  # channels-last K order (kh, kw, c): which products share an int16 pair
+        cols = cols.reshape(-1, c, kh * kw).transpose(1, 2).reshape(-1, c * kh * kw)
+        w_rows = q_w.permute(0, 2, 3, 1).reshape(o, -1)
     s_w = _as_scales(w_scale, o)
     y = _int8_gemm_requant(
-        cols, x_zp, q_x.dtype, x_scale, q_w.reshape(o, -1), s_w, bias, out_scale, out_zp, out_dtype, relu, requant
+        cols, x_zp, q_x.dtype, x_scale, w_rows, s_w, bias, out_scale, out_zp, out_dtype, relu, requant, accumulate
     )
     return y.reshape(n, ho, wo, o).permute(0, 3, 1, 2).contiguous()
 
@@ -412,23 +476,30 @@ def integer_forward(
     x_zp: int,
     *,
     requant: str = "fixed_point",
+    accumulate: str = "int32",
 ) -> tuple[torch.Tensor, float, int]:
     """Run a chain of converted eager modules on integer codes only; returns ``(q_y, y_scale, y_zp)``.
 
     Supports quantized Conv2d/Linear (ReLU-fused or not), MaxPool2d (a max of codes is the code of
-    the max), Flatten, ReLU (clamp at the zero-point) and Identity. Taught in 05_static.
+    the max), Flatten, ReLU (clamp at the zero-point) and Identity. ``accumulate`` is passed to every
+    conv/linear (``"int16_pairs"``: AVX2's saturating u8 x s8 pair sums). Taught in 05_static.
     """
     import torch.ao.nn.quantized as nnq
 
     check_choice(requant, "requant", REQUANT_MODES)
+    check_choice(accumulate, "accumulate", ACCUMULATE_MODES)
     _check_int_tensor(q_x, "q_x", (torch.uint8, torch.int8))
     check_positive(x_scale, "x_scale")
+    info = torch.iinfo(q_x.dtype)
+    x_zp = check_int(x_zp, "x_zp", lo=info.min, hi=info.max)
+    if isinstance(modules, nn.Module) or not isinstance(modules, Iterable):
+        raise TypeError(f"modules must be a list of converted modules, got {type(modules).__name__}")
     q, scale, zp = q_x, float(x_scale), int(x_zp)
     for mod in modules:
         if isinstance(mod, (nnq.Conv2d, nnq.Linear)):
             p = layer_qparams(mod)
             args = (q, scale, zp, p["q_w"], p["w_scale"], p["bias"], p["out_scale"], p["out_zp"])
-            kw = {"out_dtype": "uint8", "relu": p["relu"], "requant": requant}
+            kw = {"out_dtype": "uint8", "relu": p["relu"], "requant": requant, "accumulate": accumulate}
             if isinstance(mod, nnq.Conv2d):
                 q = int8_conv2d(*args, stride=p["stride"], padding=p["padding"], **kw)
             else:
@@ -622,6 +693,7 @@ def eager_static_int8(model: nn.Module, calib: torch.Tensor, engine: str | None 
     check_choice(engine, "engine", tuple(e for e in torch.backends.quantized.supported_engines if e != "none"))
     if not isinstance(calib, torch.Tensor) or calib.ndim != 4 or len(calib) == 0:
         raise ValueError("calib must be a non-empty (N, C, H, W) float tensor of calibration images")
+    check_float_tensor(calib, "calib")
     torch.backends.quantized.engine = engine
     m = copy.deepcopy(model).eval()
     with warnings.catch_warnings():
@@ -682,14 +754,23 @@ def make_observer_view(
     ``lo``/``hi`` (the observer's clipping range at ``bits``), ``scale``/``zero_point``, ``mse`` of
     fake-quantizing ``x`` on that grid, ``clipped`` (percent of values outside the range),
     ``accuracy`` (test accuracy with every observed activation quantized by that observer and bit
-    width, weights int8 per channel, on x86 with at most 7-bit codes), ``bits``, ``title`` and
-    ``readout``. Ranges and accuracies are cached (``observer_view.layer_range``,
+    width, weights int8 per channel, on x86 with at most 7-bit codes), ``logit_sqnr_db`` (the same
+    model's logits against the fp32 model's, computed in float64: a continuous measure that ranks
+    settings whose accuracy ties), ``bits``, ``title`` and ``readout``. Ranges and accuracies are cached (``observer_view.layer_range``,
     ``observer_view.accuracy``), so returning to a setting is instant. Taught in 05_static.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module (a DigitsCNN), got {type(model).__name__}")
+    if not isinstance(acts, Mapping):
+        raise TypeError(f"acts must be a dict {{name: [batches]}} from collect_activations, got {type(acts).__name__}")
     missing = [n for n in DIGITS_OBSERVED if n not in acts]
     if missing:
         raise ValueError(f"acts must hold every layer of DIGITS_OBSERVED; missing {missing}")
+    check_tensor(y_test, "y_test")
     flat = {n: torch.cat([b.reshape(-1) for b in acts[n]]) for n in DIGITS_OBSERVED}
+    check_float_tensor(x_test, "x_test")
+    with torch.no_grad():  # the fp32 model's logits, correctly rounded (float64 forward): the same on every CPU
+        logits_fp32 = copy.deepcopy(model).double()(x_test.double()).float()
 
     @functools.lru_cache(maxsize=512)
     def layer_range(layer: str, method: str, percentile: float, bits: int) -> tuple[float, float]:
@@ -698,9 +779,15 @@ def make_observer_view(
         return float(lo), float(hi)
 
     @functools.lru_cache(maxsize=128)
-    def accuracy(method: str, percentile: float, bits: int) -> float:
+    def accuracy(method: str, percentile: float, bits: int) -> tuple[float, float]:
+        """``(test accuracy %, logit SQNR dB vs fp32)`` with every activation on that observer and bit width."""
+        from helpers.affine import sqnr_db
+
         ranges = {n: layer_range(n, method, percentile, bits) for n in DIGITS_OBSERVED}
-        return evaluate(quantize_digits_cnn(model, ranges=ranges, act_bits=bits), x_test, y_test)
+        q = quantize_digits_cnn(model, ranges=ranges, act_bits=bits)
+        with torch.no_grad():
+            logits = q(x_test)
+        return evaluate(q, x_test, y_test), sqnr_db(logits_fp32, logits)
 
     def observer_view(layer: str, method: str, percentile: float, bits: int) -> dict:
         check_choice(layer, "layer", DIGITS_OBSERVED)
@@ -712,13 +799,14 @@ def make_observer_view(
         scale, zp = affine_qparams(lo, hi, bits, signed=False)
         qmin, qmax = qrange(bits, signed=False)
         err = mse(x, fake_quantize(x, scale, zp, qmin, qmax))
-        acc = accuracy(method, percentile, bits)
+        acc, sqnr = accuracy(method, percentile, bits)
         clipped = float(((x < lo) | (x > hi)).float().mean()) * 100
         code_bits = min(bits, 7)  # quantize_digits_cnn on x86 caps codes at 7 bits (reduce_range)
         readout = (
             f"{layer}: {method}{f' p={percentile}' if method == 'percentile' else ''}, {bits}-bit activations\n"
             f"range [{lo:.4g}, {hi:.4g}]  scale {float(scale):.4g}  zero_point {int(zp)}\n"
-            f"MSE {err:.3e}  clipped {clipped:.3f}%  test accuracy (all layers, x86, {code_bits}-bit codes) {acc:.2f}%"
+            f"MSE {err:.3e}  clipped {clipped:.3f}%\n"
+            f"all layers (x86, {code_bits}-bit codes): test accuracy {acc:.2f}%, logit SQNR vs fp32 {sqnr:.1f} dB"
         )
         return {
             "x": x,
@@ -729,6 +817,7 @@ def make_observer_view(
             "mse": err,
             "clipped": clipped,
             "accuracy": acc,
+            "logit_sqnr_db": sqnr,
             "bits": bits,
             "title": f"{layer} — {method}",
             "readout": readout,
@@ -737,3 +826,64 @@ def make_observer_view(
     observer_view.layer_range = layer_range
     observer_view.accuracy = accuracy
     return observer_view
+
+
+# ----------------------------------------------------------------------------- exercises
+
+
+def _requantize_cases() -> list[tuple[tuple, torch.Tensor, str]]:
+    """Cases of ``check_requantize``: ``((acc, M, zero_point), expected uint8 codes, label)``.
+
+    The expected codes are computed here with Python integers from the definition,
+    ``clamp(zp + floor((acc * m0 + 2^(t-1)) / 2^t), 0, 255)`` with ``t = 31 + shift`` (a rounding
+    right shift: ties go up), ``m0, shift`` from ``quantize_multiplier``; where ``M`` is a short
+    binary fraction (0.5, 0.375, 1.5) that is exactly ``floor(acc * M + 1/2)`` of the rational
+    ``acc * M``, and those ``acc`` sit exactly on ties (``acc * M = k + 1/2``), where truncation,
+    round-half-to-even and round-half-away-from-zero all give another code.
+    """
+    settings = [
+        ("zero point", 0.25, 128, list(range(-400, 401, 4))),  # exact products, no rounding: only the zero point
+        ("ties", 0.5, 0, list(range(-41, 42, 2))),  # acc * 0.5 = k + 1/2 for every odd acc, both signs
+        ("ties at 3/8", 0.375, 100, [a for a in range(-200, 201) if (3 * a) % 8 == 4]),
+        ("M >= 1", 1.5, 10, list(range(-9, 10, 2))),  # shift = -1: a shift by 30, still rounding
+        ("general", 0.0123, 3, list(range(-5000, 5000, 7))),
+        ("clamp", 0.02, 250, [-(10**6), -5000, 0, 250, 300, 10**6]),
+    ]
+    cases = []
+    for label, m, zp, accs in settings:
+        m0, shift = (int(v) for v in quantize_multiplier(m))
+        t = 31 + shift
+        want = [min(max(zp + ((a * m0 + (1 << (t - 1))) >> t), 0), 255) for a in accs]
+        cases.append(((torch.tensor(accs, dtype=torch.int32), m, zp), torch.tensor(want, dtype=torch.uint8), label))
+    return cases
+
+
+def check_requantize(fn: Callable | None, *, quiet: bool = False) -> bool:
+    """Grade ``fn(acc, M, zero_point) -> uint8 codes``: the integer-only requantizer of exercise 1.
+
+    ``acc`` is an int32 tensor, ``M`` a float, ``zero_point`` an int; the answer is
+    ``clamp(zero_point + round(M * acc), 0, 255)`` computed with ``quantize_multiplier``'s ``m0, shift``
+    and a rounding right shift (ties upward), as uint8. The cases put ``acc`` on exact ties and use a
+    zero point and ``M >= 1``, so a truncating shift, a missing zero point, float rounding of
+    ``M * acc`` (half to even) and C's ``round`` (half away from zero) are each rejected. Prints one
+    line (``quiet=True``: none); returns whether every case agrees. Taught in 05_static.
+    """
+    from helpers.exercises import grade
+
+    hints = {
+        "ties": "add 2^(total-1) before the right shift: a plain >> truncates, and float rounding sends half of the ties to the even neighbour",
+        "ties at 3/8": "round with the integer trick (acc * m0 + 2^(total-1)) >> total, where total = 31 + shift",
+        "M >= 1": "shift is negative when M >= 1: the total right shift is 31 + shift",
+        "zero point": "add zero_point after the shift, then clamp to 0..255",
+        "general": "m0 * acc needs int64 (it exceeds int32); shift right by 31 + shift",
+        "clamp": "clamp to 0..255 and return uint8",
+    }
+    return grade(
+        "my_requantize",
+        fn,
+        _requantize_cases(),
+        hint="m0, shift = quantize_multiplier(M); total = 31 + shift; y = (acc * m0 + 2**(total - 1)) >> total "
+        "in int64; return clamp(y + zero_point, 0, 255) as uint8",
+        hints=hints,
+        quiet=quiet,
+    )

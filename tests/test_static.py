@@ -406,3 +406,189 @@ def test_bad_input_fixed_point():
             requantize(torch.tensor([0, big]), m0, sh, 0)
     with pytest.raises(ValueError, match=r"m0 must hold int32 values"):
         requantize(torch.zeros(3, dtype=torch.int32), torch.tensor(2**40), sh, 0)
+
+
+# ---------------------------------------------------------------- AVX2's saturating int16 pairs (Pitfall 4)
+
+
+def _pairs_reference(q_x: torch.Tensor, q_w: torch.Tensor) -> tuple[list[list[int]], int]:
+    """Plain Python: each adjacent pair of u8 x s8 products clamped to int16, then summed exactly."""
+    acc, saturated = [], 0
+    for row in q_x.tolist():
+        out = []
+        for w in q_w.tolist():
+            total = 0
+            for j in range(0, len(row), 2):
+                pair = row[j] * w[j] + (row[j + 1] * w[j + 1] if j + 1 < len(row) else 0)
+                clipped = max(-(2**15), min(2**15 - 1, pair))
+                saturated += clipped != pair
+                total += clipped
+            out.append(total)
+        acc.append(out)
+    return acc, saturated
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 12), st.integers(1, 4), st.integers(1, 5), st.integers(1, 255))
+def test_int16_pairs_equal_python_reference_and_kernels_helper(seed, k, n, m, top):
+    from helpers.kernels import saturating_int8_matmul
+    from helpers.static import int16_pair_accumulate
+
+    g = torch.Generator().manual_seed(seed)
+    q_x = torch.randint(0, top + 1, (m, k), generator=g, dtype=torch.uint8)
+    q_w = torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int8)
+    acc, sat = int16_pair_accumulate(q_x, q_w)
+    ref, ref_sat = _pairs_reference(q_x, q_w)
+    assert acc.dtype == torch.int32 and acc.tolist() == ref and sat == ref_sat
+    assert torch.equal(acc, saturating_int8_matmul(q_x.to(torch.int32), q_w.t()))
+
+
+def test_int16_pairs_saturate_only_past_127():
+    from helpers.static import int16_pair_accumulate
+
+    w = torch.tensor([[127, 127], [-128, -128]], dtype=torch.int8)
+    acc, sat = int16_pair_accumulate(torch.tensor([[255, 255]], dtype=torch.uint8), w)
+    assert acc.tolist() == [[2**15 - 1, -(2**15)]] and sat == 2  # 64770 and -65280 clip
+    acc, sat = int16_pair_accumulate(torch.tensor([[127, 127]], dtype=torch.uint8), w)
+    assert acc.tolist() == [[127 * 254, -128 * 254]] and sat == 0  # reduce_range's 7-bit codes always fit
+    g = torch.Generator().manual_seed(0)
+    q_x = torch.randint(0, 128, (64, 33), generator=g, dtype=torch.uint8)
+    q_w = torch.randint(-128, 128, (7, 33), generator=g, dtype=torch.int8)
+    acc, sat = int16_pair_accumulate(q_x, q_w)
+    assert sat == 0 and torch.equal(acc, (q_x.double() @ q_w.double().t()).to(torch.int32))
+
+
+def test_int16_pairs_in_layers_and_network():
+    """accumulate="int16_pairs": the same as "int32" where nothing saturates; conv pairs taken channels-last."""
+    from helpers.static import int16_pair_accumulate
+
+    g = torch.Generator().manual_seed(1)
+    qx = torch.randint(0, 128, (5, 3, 6, 6), generator=g, dtype=torch.uint8)
+    qw = torch.randint(-128, 128, (4, 3, 3, 3), generator=g, dtype=torch.int8)
+    args = (qx, 0.02, 7, qw, 0.01, torch.randn(4, generator=g), 0.05, 3)
+    assert torch.equal(int8_conv2d(*args, padding=1), int8_conv2d(*args, padding=1, accumulate="int16_pairs"))
+    big = torch.full((1, 2, 1, 1), 255, dtype=torch.uint8)
+    w = torch.full((1, 2, 1, 1), 127, dtype=torch.int8)  # one pair over the two channels: 64770 saturates
+    got = int8_conv2d(big, 1.0, 0, w, 1.0, None, 2.0**20, 0, accumulate="int16_pairs", out_dtype="uint8")
+    want = requantize(torch.tensor([[2**15 - 1]], dtype=torch.int32), *quantize_multiplier(2.0**-20), 0)
+    assert got.reshape(-1).tolist() == want.reshape(-1).tolist()
+    lin_x = torch.randint(0, 256, (9, 16), generator=g, dtype=torch.uint8)
+    lin_w = torch.randint(-128, 128, (5, 16), generator=g, dtype=torch.int8)
+    acc, _ = int16_pair_accumulate(lin_x, lin_w)
+    got = int8_linear(lin_x, 1.0, 11, lin_w, 1.0, None, 1.0, 0, accumulate="int16_pairs", out_dtype="int8")
+    m0, sh = quantize_multiplier(1.0)
+    want = requantize(acc - 11 * lin_w.to(torch.int32).sum(1), m0, sh, 0, out_dtype="int8")
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="accumulate"):
+        int8_linear(lin_x, 1.0, 0, lin_w, 1.0, None, 1.0, 0, accumulate="int8")
+    with pytest.raises(TypeError, match="uint8"):
+        int8_linear(lin_x.to(torch.int8) // 2, 1.0, 0, lin_w, 1.0, None, 1.0, 0, accumulate="int16_pairs")
+    with pytest.raises(TypeError, match="q_x"):
+        int16_pair_accumulate(lin_x.float(), lin_w)
+    with pytest.raises(ValueError, match="q_x"):
+        int16_pair_accumulate(lin_x[:, :15], lin_w)
+    with pytest.raises(TypeError, match="q_x"):
+        int16_pair_accumulate(None, lin_w)
+    with pytest.raises(ValueError, match="accumulate"):
+        integer_forward([], lin_x, 0.1, 0, accumulate="float")
+
+
+# ---------------------------------------------------------------- the exercise's checker
+
+
+def _solution_requantize(acc, M, zero_point):
+    m0, shift = quantize_multiplier(M)
+    total = 31 + int(shift)
+    return torch.clamp(((acc.long() * int(m0) + (1 << (total - 1))) >> total) + zero_point, 0, 255).to(torch.uint8)
+
+
+def _wrong(kind):
+    def fn(acc, M, zero_point):
+        m0, shift = quantize_multiplier(M)
+        total = 31 + int(shift)
+        if kind == "truncating shift":
+            y = (acc.long() * int(m0)) >> total
+        elif kind == "missing zero point":
+            return _solution_requantize(acc, M, 0)
+        elif kind == "float rounding":
+            y = torch.round(acc.double() * M).long()
+        elif kind == "round half away":
+            v = acc.double() * M
+            y = (torch.sign(v) * torch.floor(v.abs() + 0.5)).long()
+        elif kind == "shift ignores M >= 1":
+            total = 31 + max(int(shift), 0)
+            y = (acc.long() * int(m0) + (1 << (total - 1))) >> total
+        elif kind == "no clamp":
+            y = (acc.long() * int(m0) + (1 << (total - 1))) >> total
+            return (y + zero_point).to(torch.uint8)
+        elif kind == "int32 overflow":
+            y = (acc * int(m0) + (1 << (total - 1))) >> total  # acc * m0 wraps in int32
+        return torch.clamp(y + zero_point, 0, 255).to(torch.uint8)
+
+    return fn
+
+
+def test_check_requantize_accepts_the_solution_and_the_helper():
+    from helpers.static import check_requantize
+
+    assert check_requantize(_solution_requantize, quiet=True)
+    assert check_requantize(lambda acc, M, zp: requantize(acc, *quantize_multiplier(M), zp), quiet=True)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["truncating shift", "missing zero point", "float rounding", "round half away", "shift ignores M >= 1",
+     "no clamp", "int32 overflow"],
+)  # fmt: skip
+def test_check_requantize_rejects_classic_wrong_answers(kind):
+    from helpers.static import check_requantize
+
+    assert not check_requantize(_wrong(kind), quiet=True)
+
+
+def test_check_requantize_stub_and_output(capsys):
+    from helpers.static import check_requantize
+
+    def stub(acc, M, zero_point):
+        raise NotImplementedError
+
+    assert not check_requantize(stub) and not check_requantize(None)
+    assert "not written yet" in capsys.readouterr().out
+    assert not check_requantize(lambda acc, M, zp: acc.to(torch.uint8))
+    assert "Hint" in capsys.readouterr().out
+
+
+def test_none_and_non_finite_rejected_by_name():
+    """Issue 13 item 5: each public helper names the argument it rejects (None, NaN, wrong type)."""
+    from helpers.static import eager_static_int8, make_observer_view
+
+    qx, qw = torch.zeros(2, 4, dtype=torch.uint8), torch.zeros(3, 4, dtype=torch.int8)
+    with pytest.raises(TypeError, match="w_scale"):
+        int8_linear(qx, 0.1, 0, qw, None, None, 0.1, 0)
+    with pytest.raises(TypeError, match="x_scale"):
+        int8_linear(qx, None, 0, qw, 0.1, None, 0.1, 0)
+    with pytest.raises(ValueError, match="x_scale"):
+        int8_linear(qx, float("nan"), 0, qw, 0.1, None, 0.1, 0)
+    with pytest.raises(ValueError, match="bias"):
+        int8_linear(qx, 0.1, 0, qw, 0.1, torch.tensor([0.0, float("inf"), 0.0]), 0.1, 0)
+    x4, w4 = torch.zeros(1, 1, 3, 3, dtype=torch.uint8), torch.zeros(1, 1, 1, 1, dtype=torch.int8)
+    with pytest.raises(TypeError, match="stride"):
+        int8_conv2d(x4, 0.1, 0, w4, 0.1, None, 0.1, 0, stride=None)
+    with pytest.raises(TypeError, match="padding"):
+        int8_conv2d(x4, 0.1, 0, w4, 0.1, None, 0.1, 0, padding="same")
+    with pytest.raises(TypeError, match="modules"):
+        integer_forward(None, qx, 0.1, 0)
+    with pytest.raises(TypeError, match="x_zp"):
+        integer_forward([], qx, 0.1, None)
+    with pytest.raises(ValueError, match="multiplier"):
+        quantize_multiplier(float("nan"))
+    with pytest.raises(TypeError, match="acc"):
+        requantize(None, *quantize_multiplier(0.5), 0)
+    with pytest.raises(ValueError, match="calib"):
+        eager_static_int8(nn.Sequential(nn.Conv2d(3, 3, 1)), None)
+    with pytest.raises(ValueError, match="calib"):
+        eager_static_int8(Darknet19(), torch.full((1, 3, 8, 8), float("nan")))
+    with pytest.raises(TypeError, match="model"):
+        make_observer_view(None, {}, torch.zeros(1), torch.zeros(1))
+    with pytest.raises(TypeError, match="acts"):
+        make_observer_view(nn.Linear(2, 2), None, torch.zeros(1), torch.zeros(1))

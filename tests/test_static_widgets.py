@@ -1,5 +1,6 @@
 """Widget and figures of lesson 05: redraw on control change; the pure figures."""
 
+import copy
 import warnings
 
 import pytest
@@ -60,6 +61,22 @@ def test_observer_view_numbers(setup):
     p = view("module.classifier.1", "percentile", 99.0, 8)
     assert p["hi"] < v["hi"] and p["clipped"] > 0.0  # a percentile clips the top 1 %
     assert view("module.classifier.1", "minmax", 99.9, 2)["mse"] > v["mse"]
+
+
+def test_observer_view_reports_logit_sqnr(setup):
+    """The readout ranks settings whose accuracy ties: logit SQNR against the fp32 model's float64 logits."""
+    from helpers.affine import sqnr_db
+    from helpers.static import quantize_digits_cnn
+
+    model, acts, x_test, _ = setup
+    view = make_observer_view(*setup)
+    v8, v2 = view("module.classifier.1", "minmax", 99.9, 8), view("module.classifier.1", "minmax", 99.9, 2)
+    ranges = {n: view.layer_range(n, "minmax", 99.9, 8) for n in DIGITS_OBSERVED}
+    with torch.no_grad():
+        ref = copy.deepcopy(model).double()(x_test.double()).float()
+        want = sqnr_db(ref, quantize_digits_cnn(model, ranges=ranges)(x_test))
+    assert v8["logit_sqnr_db"] == want and f"logit SQNR vs fp32 {want:.1f} dB" in v8["readout"]
+    assert v8["logit_sqnr_db"] > v2["logit_sqnr_db"] + 10  # 8-bit activations are far closer to fp32 than 2-bit
 
 
 def test_widget_survives_every_control_value(setup):

@@ -1,7 +1,7 @@
-"""Widget of lesson 05_static: observer x percentile x activation bits -> clipping range, MSE and test accuracy.
+"""Widget of lesson 05_static: observer x percentile x activation bits -> clipping range, MSE, accuracy, logit SQNR.
 
-Taught in 05_static. The computation (ranges, MSE, accuracy with every activation quantized by
-that observer and bit width, cached per setting) is ``helpers.static.make_observer_view``; this
+Taught in 05_static. The computation (ranges, MSE, test accuracy and logit SQNR against fp32 with
+every activation quantized by that observer and bit width, cached per setting) is ``helpers.static.make_observer_view``; this
 module only wires the controls to it and to ``helpers.plotting.static.observer_figure``.
 """
 
