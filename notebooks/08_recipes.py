@@ -230,8 +230,11 @@ print(f"batch {len(xb)}, {cnn_t['fp32'].threads} threads, {cnn_t['fp32'].samples
 display(Markdown(format_table(cnn_rows + [ort_cnn_row], "test accuracy (%)", timings=True, quality_fmt="{:.2f}")))
 by = {r.method: r for r in cnn_rows}
 assert ort_cnn_row.divergence < 1e-6 and ort_acc == fp32_row.quality   # the same fp32 model in another runtime
-assert by["static int8 per-channel"].speedup_eager > 1.5   # int8 kernels beat eager fp32 on every CPU path tried
-assert by["dynamic int8 (classic)"].speedup_eager < by["static int8 per-channel"].speedup_eager  # convs stay fp32
+if torch.backends.quantized.engine in ("x86", "fbgemm"):   # the claim is about the x86 engine's int8 conv kernels
+    assert by["static int8 per-channel"].speedup_eager > 1.5   # int8 kernels beat eager fp32 on every CPU path tried
+    assert by["dynamic int8 (classic)"].speedup_eager < by["static int8 per-channel"].speedup_eager  # convs stay fp32
+else:
+    print(f"engine {torch.backends.quantized.engine}: the int8 speed-up band above is asserted for the x86 engine only")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## MiniLM: the course's recipes and ONNX Runtime on a real transformer
