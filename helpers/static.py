@@ -44,6 +44,7 @@ from helpers.observers import METHODS, observer_range
 __all__ = [
     "MODELS",
     "build_fp32",
+    "settle_batchnorm",
     "eager_static_int8",
     "size_and_latency",
     "fold_bn",
@@ -675,6 +676,32 @@ def build_fp32(name: str) -> nn.Module:
     from helpers.darknet import Darknet19
 
     return Darknet19(leaky=name == "darknet19").eval()
+
+
+def settle_batchnorm(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics on ``images`` (a cumulative average), in place; eval mode.
+
+    An untrained torchvision model keeps its initial statistics (mean 0, variance 1), so its activations
+    shrink or grow layer by layer: untrained MobileNetV2 ends in logits far below the smallest scale
+    torch's observers allow (they quantize to all zeros), and ONNX Runtime's QDQ quantizer leaves most of
+    untrained ResNet-18's convolutions in float. With statistics of real activations every layer is
+    unit-scale, as in a trained network; weights, architecture and FLOPs are unchanged. Taught in 05_static.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    images = check_float_tensor(images, "images")
+    if images.dim() != 4 or images.shape[0] < 1:
+        raise ValueError(f"images must be a 4-d batch (N, C, H, W) with N >= 1, got shape {tuple(images.shape)}")
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ValueError("model has no BatchNorm layer to settle")
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(images)
+    return model.eval()
 
 
 def eager_static_int8(model: nn.Module, calib: torch.Tensor, engine: str | None = None) -> nn.Module:

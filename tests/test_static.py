@@ -592,3 +592,23 @@ def test_none_and_non_finite_rejected_by_name():
         make_observer_view(None, {}, torch.zeros(1), torch.zeros(1))
     with pytest.raises(TypeError, match="acts"):
         make_observer_view(nn.Linear(2, 2), None, torch.zeros(1), torch.zeros(1))
+
+
+def test_settle_batchnorm_gives_unit_scale_activations_and_rejects_bad_input():
+    from helpers.static import build_fp32, settle_batchnorm
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = build_fp32("mobilenet_v2")(x)
+        model = settle_batchnorm(build_fp32("mobilenet_v2"), torch.randn(4, 3, 64, 64))
+        after = model(x)
+    assert not model.training
+    assert float(before.abs().max()) < torch.finfo(torch.float32).eps  # the initial statistics shrink the logits
+    assert float(after.abs().max()) > 1e-3  # real statistics keep them at a usable scale
+    with pytest.raises(TypeError, match="model"):
+        settle_batchnorm(None, x)
+    with pytest.raises(ValueError, match="images"):
+        settle_batchnorm(model, x[0])
+    with pytest.raises(ValueError, match="BatchNorm"):
+        settle_batchnorm(nn.Linear(2, 2), x)

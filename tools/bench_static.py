@@ -28,7 +28,7 @@ import torch
 
 from helpers import runtimes as rt
 from helpers.measure import serialized_size
-from helpers.static import MODELS, build_fp32, eager_static_int8
+from helpers.static import MODELS, build_fp32, eager_static_int8, settle_batchnorm
 from tools._timing import model_flops, model_table
 
 __all__ = ["run", "TIMED"]
@@ -54,24 +54,6 @@ def _pt2e_int8(model: torch.nn.Module, x: torch.Tensor, calib: torch.Tensor):
     return rt.compile_fp32(convert_pt2e(prepared), (x,))
 
 
-def _settle_batchnorm(model: torch.nn.Module, images: torch.Tensor) -> torch.nn.Module:
-    """Re-estimate every BatchNorm's running statistics on ``images`` (cumulative average), then eval mode.
-
-    Untrained torchvision MobileNetV2 otherwise ends in logits of about 1e-9, below the smallest
-    scale torch's observers allow (float32 eps), so its int8 copies would output zeros and their
-    fidelity would say nothing. With the statistics of real activations every layer is unit-scale,
-    as in a trained network; the architecture, weights and FLOPs are unchanged.
-    """
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(images)
-    return model.eval()
-
-
 def _sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
     ref, out = ref.double(), out.double()
     noise = float(((ref - out) ** 2).sum())
@@ -93,7 +75,7 @@ def _fidelity(fns: dict, fp32, inputs: torch.Tensor) -> dict:
 
 
 def _one_model(name: str, calib: torch.Tensor, x: torch.Tensor, probes: torch.Tensor, rounds: int) -> dict:
-    fp32 = _settle_batchnorm(build_fp32(name), calib)
+    fp32 = settle_batchnorm(build_fp32(name), calib)
     t0 = time.perf_counter()
     int8 = eager_static_int8(fp32, calib)
     compiled = rt.compile_fp32(fp32, (x,))
