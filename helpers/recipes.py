@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from helpers._validate import check_bits, check_choice, check_finite_number, check_float_tensor, check_int
+from helpers.exercises import grade
 
 __all__ = [
     "Result",
@@ -35,6 +36,8 @@ __all__ = [
     "packed_state_dict",
     "affine_codes",
     "codebook_codes",
+    "check_front",
+    "check_budget_pick",
 ]
 
 
@@ -482,3 +485,82 @@ def codebook_codes(
     if store_levels:
         out["levels"] = levels
     return out
+
+
+# Exercises of 08_recipes: checkers built on helpers.exercises.grade. The right answers come from
+# pareto_front (tested against a brute-force dominance check) and recommend, never from a solution.
+
+_FRONT_CASES = {
+    # label: points; each case defeats at least one classic wrong answer (see tests/test_recipes.py)
+    "unsorted input": [(300, 0.95), (100, 0.90), (200, 0.93)],
+    "dominated points": [(100, 0.90), (150, 0.85), (200, 0.93), (250, 0.93), (300, 0.99)],
+    "equal size": [(100, 0.90), (100, 0.92), (200, 0.95)],
+    "identical points": [(100, 0.90), (200, 0.95), (100, 0.90)],
+    "one point": [(5, 0.5)],
+}
+
+_FRONT_HINTS = {
+    "unsorted input": "return the front sorted by size, smallest first (not by quality, not in input order)",
+    "dominated points": "higher quality is better and smaller size is better; drop a point when another is at "
+    "least as good on both and strictly better on one (equal quality at a larger size counts as dominated)",
+    "equal size": "a point with the same size but lower quality than another is dominated: "
+    "dominance is <= / >= on both coordinates with at least one strict, not < / > on both",
+    "identical points": "two identical points do not dominate each other (neither is strictly better): keep both",
+}
+
+
+def _compare_front(got: Any, want: list) -> str | None:
+    if not isinstance(got, (list, tuple)):
+        return f"expected a list of (size, quality) pairs, got {type(got).__name__}"
+    try:
+        got = [tuple(p) for p in got]
+    except TypeError:
+        return "expected a list of (size, quality) pairs"
+    return None if got == want else f"{got} (expected {want})"
+
+
+def check_front(fn: Callable[[list], Any] | None, *, quiet: bool = False) -> bool:
+    """Grade ``fn(points)``: the non-dominated ``(size, quality)`` pairs of a list, smallest size first.
+
+    The right answers come from :func:`pareto_front` on rows built from the points (smaller size
+    and higher quality are better; a point is dominated by one at least as good on both and
+    strictly better on one, so identical points are both kept). The cases reject the classic wrong
+    answers: keeping a point dominated at equal size (strict on both coordinates), dropping
+    identical points (non-strict dominance, or a set), sorting by quality (best first) or not at
+    all, treating smaller quality as better, and returning every point. Taught in 08_recipes.
+    """
+    cases = []
+    for label, points in _FRONT_CASES.items():
+        rows = [Result("exercise", str(i), float(q), s, None, 0.0) for i, (s, q) in enumerate(points)]
+        want = [points[int(r.method)] for r in pareto_front(rows)]
+        cases.append(((list(points),), want, label))
+    hint = (
+        "keep p unless some other point q has q.size <= p.size and q.quality >= p.quality with one of "
+        "them strict; return the kept (size, quality) pairs sorted by size"
+    )
+    return grade("front", fn, cases, hint=hint, hints=_FRONT_HINTS, compare=_compare_front, quiet=quiet)
+
+
+def check_budget_pick(answer: str | None, results: Iterable[Result], *, quiet: bool = False) -> bool:
+    """Grade the method name one would ship at a 0.001 quality budget, goal size (None if unanswered).
+
+    The right answer is ``recommend(results, max_drop=0.001, goal="size")`` computed here from the
+    lesson's rows (``"none"`` when no quantized row keeps the quality within 0.001 of fp32).
+    Taught in 08_recipes.
+    """
+    pick = recommend(_check_results(results), max_drop=0.001, goal="size")
+    want = pick.method if pick is not None else "none"
+    if answer is None:
+        fn = None
+    else:
+
+        def fn():
+            if not isinstance(answer, str):
+                raise TypeError(f"the answer must be a method name (a str), got {type(answer).__name__}")
+            return answer
+
+    hint = (
+        "a tighter budget rules out the recipes that lose more than 0.001 of quality; ask the table: "
+        "recommend(lm_rows, max_drop=0.001, goal='size') and give its .method"
+    )
+    return grade("budget pick", fn, [((), want, "0.001 budget")], hint=hint, quiet=quiet)

@@ -569,24 +569,48 @@ display(Markdown("\n".join([
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. Write `front(points)` returning the non-dominated `(size, quality)` pairs of a list, smallest
-#    first, and check it against `pareto_front` on the CNN rows.
-# 2. Which MiniLM recipe would you ship if the budget were 0.001 cosine? Use `recommend` and check
-#    your answer with the self-check cell.
+# **1. The front by hand.** Write `my_front(points)` that returns the non-dominated `(size, quality)`
+# pairs of a list, smallest size first (smaller size and higher quality are better; a point is
+# dominated by another that is at least as good on both and strictly better on one).
+# `check_front` compares with `pareto_front` on small lists chosen to catch the usual slips.
 
 # %% slideshow={"slide_type": "skip"}
-def front(points):
-    # your code here: return the non-dominated (size, quality) pairs, smallest size first
+from helpers.recipes import check_front, check_budget_pick
+
+
+def my_front(points):
+    # YOUR CODE: keep the points no other point dominates, sorted by size
     raise NotImplementedError
+
+
+_ = check_front(my_front)
 
 
 # %% slideshow={"slide_type": "skip"}
 # Solution (one of many)
-def front(points):
-    keep = [p for p in points if not any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in points)]
-    return sorted(keep)
+def solution_front(points):
+    def dominates(q, p):
+        return q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1])
 
+    return sorted(p for p in points if not any(dominates(q, p) for q in points))
+
+
+assert check_front(solution_front)
 pts = [(r.size_bytes, r.quality) for r in cnn_rows]
-assert front(pts) == sorted((r.size_bytes, r.quality) for r in pareto_front(cnn_rows))
-pick = recommend(lm_rows, max_drop=0.001, goal="size")
-print("self-check passed; with a 0.001 budget the table picks:", pick.method if pick else "no quantized recipe")
+assert solution_front(pts) == [(r.size_bytes, r.quality) for r in pareto_front(cnn_rows)]
+
+# %% [markdown] slideshow={"slide_type": "-"}
+# **2. A tighter budget.** Which MiniLM method would you ship if the budget were 0.001 cosine
+# (goal: the smallest)? Put its name in `my_budget_pick`; `check_budget_pick` asks the table
+# itself with `recommend`.
+
+# %% slideshow={"slide_type": "skip"}
+my_budget_pick = None  # YOUR ANSWER: a method name from the MiniLM table (a str)
+_ = check_budget_pick(my_budget_pick, lm_rows)
+
+# %% slideshow={"slide_type": "skip"}
+# Solution
+_pick = recommend(lm_rows, max_drop=0.001, goal="size")
+solution_budget_pick = _pick.method if _pick is not None else "none"
+assert check_budget_pick(solution_budget_pick, lm_rows)
+print("with a 0.001 budget the table picks:", solution_budget_pick)

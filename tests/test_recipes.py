@@ -313,3 +313,91 @@ def test_format_table_spread_divergence_and_speed_columns():
 def test_ort_embed_bad_inputs():
     with pytest.raises(TypeError, match="session"):
         ort_embed(object(), None, ["a"])
+
+
+# Exercises of 08_recipes: the reference solutions pass, the classic wrong answers are rejected.
+
+
+def _solution_front(points):
+    keep = [
+        p
+        for i, p in enumerate(points)
+        if not any(
+            q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1]) for j, q in enumerate(points) if j != i
+        )
+    ]
+    return sorted(keep)
+
+
+def _front_with(dominates, order=sorted):
+    def fn(points):
+        keep = [p for i, p in enumerate(points) if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+        return order(keep)
+
+    return fn
+
+
+def test_check_front_accepts_the_solution_and_reports_a_stub(capsys):
+    from helpers.recipes import check_front
+
+    assert check_front(_solution_front)
+
+    def stub(points):
+        raise NotImplementedError
+
+    assert not check_front(stub)
+    assert "not written yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        # strict on both coordinates: keeps a point dominated at equal size (or equal quality)
+        _front_with(lambda q, p: q[0] < p[0] and q[1] > p[1]),
+        # non-strict on both: two identical points drop each other
+        _front_with(lambda q, p: q[0] <= p[0] and q[1] >= p[1]),
+        # a set: identical points collapse to one
+        lambda points: sorted(set(_solution_front(points))),
+        # sorted by quality, best first
+        _front_with(
+            lambda q, p: q[0] <= p[0] and q[1] >= p[1] and q != p, order=lambda k: sorted(k, key=lambda p: -p[1])
+        ),
+        # not sorted at all
+        _front_with(lambda q, p: q[0] <= p[0] and q[1] >= p[1] and q != p, order=list),
+        # smaller quality taken as better
+        _front_with(lambda q, p: q[0] <= p[0] and q[1] <= p[1] and q != p),
+        # every point
+        lambda points: sorted(points),
+    ],
+    ids=["strict", "non-strict", "set", "by-quality", "unsorted", "low-quality-better", "all-points"],
+)
+def test_check_front_rejects_classic_wrong_answers(wrong):
+    from helpers.recipes import check_front
+
+    assert not check_front(wrong, quiet=True)
+
+
+def _budget_rows():
+    return [
+        Result("m", "fp32", 1.0, 1000, 1.0, 0.0),
+        Result("m", "int8 weights", 0.9995, 300, 1.2, 0.1),
+        Result("m", "int8 dynamic", 0.9980, 280, 2.0, 0.1),
+        Result("m", "int4", 0.9950, 150, None, 1.0),
+    ]
+
+
+def test_check_budget_pick_uses_recommend_on_the_rows(capsys):
+    from helpers.recipes import check_budget_pick
+
+    rows = _budget_rows()
+    assert recommend(rows, max_drop=0.001, goal="size").method == "int8 weights"
+    assert check_budget_pick("int8 weights", rows)
+    assert not check_budget_pick(None, rows)
+    assert "not written yet" in capsys.readouterr().out
+    # the 0.01-budget pick, the smallest row, the fastest row, fp32 itself, a non-string
+    for wrong in ["int4", "int8 dynamic", "fp32", 1]:
+        assert not check_budget_pick(wrong, rows, quiet=True)
+    # no quantized row within 0.001: the answer is "none"
+    tight = [rows[0], rows[3]]
+    assert check_budget_pick("none", tight, quiet=True)
+    assert not check_budget_pick("int4", tight, quiet=True)
