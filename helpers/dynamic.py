@@ -992,10 +992,14 @@ def _act_qparams_cases() -> list[tuple[tuple[torch.Tensor, bool], tuple[float, i
     cases = []
     for label, x in (("zero point", ties), ("mixed", mixed), ("positive", positive), ("negative", negative)):
         for reduce_range in (False, True):
-            with warnings.catch_warnings():  # torch deprecates quantized tensors; the op is the answer key here
-                warnings.simplefilter("ignore", UserWarning)
-                q = torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range)
-            want = (float(q.q_scale()), int(q.q_zero_point()))
+            # torch.ao's observer is the answer key: it equals torch.quantize_per_tensor_dynamic under the x86 and
+            # fbgemm engines (tests/test_dynamic.py) and, unlike that op under qnnpack, honours reduce_range everywhere
+            from torch.ao.quantization.observer import MinMaxObserver
+
+            obs = MinMaxObserver(dtype=torch.quint8, reduce_range=reduce_range)
+            obs(x)
+            scale, zero_point = obs.calculate_qparams()
+            want = (float(scale), int(zero_point))
             cases.append(((x, reduce_range), want, f"{label}{', reduce_range' if reduce_range else ''}"))
     return cases
 
@@ -1022,8 +1026,10 @@ def _compare_qparams(got: object, want: tuple[float, int]) -> str | None:
 def check_act_qparams(fn: Callable | None, *, quiet: bool = False) -> bool:
     """Grade a learner's ``fn(x, reduce_range) -> (scale, zero_point)``: torch.ao's dynamic per-tensor activation qparams.
 
-    The answers are those of ``torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range)`` (the
-    activation quantization inside ``DynamicQuantizedLinear``). The cases reject ignoring ``reduce_range``
+    The answers are those of ``torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range)`` under the
+    x86/fbgemm engines (the activation quantization inside ``DynamicQuantizedLinear``), taken from torch.ao's
+    ``MinMaxObserver``, which gives the same qparams on every engine (qnnpack's op ignores ``reduce_range``).
+    The cases reject ignoring ``reduce_range``
     (0..255 always), a range that does not include 0 (all-positive or all-negative inputs) and a
     zero point that is truncated or left as a float. Prints one line (unless ``quiet``). Taught in 04_dynamic.
     """

@@ -887,3 +887,35 @@ def test_act_qparams_checker(capsys):
     assert not check_act_qparams(None) and "not written yet" in capsys.readouterr().out
     assert not check_act_qparams(lambda x, rr: 0.1)
     assert "expected a tuple" in capsys.readouterr().out
+
+
+def test_act_qparams_answer_key_equals_torch_dynamic_op_on_x86_and_survives_qnnpack():
+    """check_act_qparams' answers (torch.ao's observer) are torch.quantize_per_tensor_dynamic's under x86/fbgemm;
+    under qnnpack that op ignores reduce_range, and the checker must still grade the same answers."""
+    import warnings as _w
+
+    from helpers.dynamic import _act_qparams_cases, check_act_qparams
+
+    engines = [e for e in ("x86", "fbgemm") if e in torch.backends.quantized.supported_engines]
+    if not engines:
+        pytest.skip("no x86/fbgemm engine in this build")
+    before = torch.backends.quantized.engine
+    try:
+        torch.backends.quantized.engine = engines[0]
+        for (x, reduce_range), (scale, zero_point), _ in _act_qparams_cases():
+            with _w.catch_warnings():
+                _w.simplefilter("ignore")
+                q = torch.quantize_per_tensor_dynamic(x, torch.quint8, reduce_range)
+            assert abs(float(q.q_scale()) - scale) <= 1e-6 * scale and int(q.q_zero_point()) == zero_point
+        if "qnnpack" in torch.backends.quantized.supported_engines:
+            torch.backends.quantized.engine = "qnnpack"
+
+            def right(x, reduce_range):
+                qmax = 127 if reduce_range else 255
+                lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+                scale = (hi - lo) / qmax
+                return scale, round(-lo / scale)
+
+            assert check_act_qparams(right, quiet=True)
+    finally:
+        torch.backends.quantized.engine = before
