@@ -227,7 +227,13 @@ def render_results(report: dict) -> str:
             f"- MiniLM, batch {b} × {dynamic['seq_len']} tokens, against the best fp32 path ({table['best_fp32']}, "
             f"{paths[table['best_fp32']]['vs_eager']:.2f}× eager): course mixed precision **{mixed['vs_best_fp32']:.2f}×** "
             f"({mixed['vs_eager']:.2f}× eager, cosine {mixed['cosine']:.4f}); ORT dynamic int8 per-channel "
-            f"**{ort8['vs_best_fp32']:.2f}×** ({ort8['vs_eager']:.2f}× eager, cosine {ort8['cosine']:.4f})."
+            f"**{ort8['vs_best_fp32']:.2f}×** ({ort8['vs_eager']:.2f}× eager, cosine {ort8['cosine']:.4f})"
+            + (
+                f"; torchao dynamic W8A8 compiled **{paths[labels['torchao']]['vs_best_fp32']:.2f}×** "
+                f"({paths[labels['torchao']]['vs_eager']:.2f}× eager, cosine {paths[labels['torchao']]['cosine']:.4f})."
+                if labels.get("torchao") in paths
+                else "."
+            )
         )
     if "peaks" in report:
         pk = report["peaks"]

@@ -15,6 +15,7 @@ Goal (issue 14): a recipe at cosine >= 0.99 and >= 1.5x the best fp32 path at ba
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -66,6 +67,11 @@ def run(rounds: int = 10) -> dict:
         hidden_size=model.config.hidden_size,
     )
     ort_int8 = rt.quantize_dynamic_onnx(fused, per_channel=True)
+    # torchao's dynamic W8A8 config (per-token activations, per-channel weights), meant to run compiled
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    torchao_w8a8 = copy.deepcopy(model)
+    quantize_(torchao_w8a8, Int8DynamicActivationInt8WeightConfig())
     sessions = {"fp32": rt.ort_session(fused), "int8": rt.ort_session(ort_int8)}
 
     labels = {
@@ -75,12 +81,14 @@ def run(rounds: int = 10) -> dict:
         "classic": "int8 course classic dynamic (per-tensor)",
         "mixed": f"int8 course mixed precision ({len(keep)} layers float)",
         "ort8": "int8 ONNX Runtime dynamic per-channel",
+        "torchao": "int8 torchao dynamic W8A8 + compile",
     }
     cosine = {
         labels["classic"]: float(cosine_to_reference(embed(classic, tok, sentences), ref).mean()),
         labels["mixed"]: float(cosine_to_reference(embed(mixed, tok, sentences), ref).mean()),
         labels["ort"]: float(cosine_to_reference(_ort_embed(sessions["fp32"], tok, sentences), ref).mean()),
         labels["ort8"]: float(cosine_to_reference(_ort_embed(sessions["int8"], tok, sentences), ref).mean()),
+        labels["torchao"]: float(cosine_to_reference(embed(torchao_w8a8, tok, sentences), ref).mean()),
     }
     print(f"mixed variant keeps {len(keep)} layers float; mean cosine to fp32 over {len(sentences)} sentences:")
     for k, v in cosine.items():
@@ -92,6 +100,7 @@ def run(rounds: int = 10) -> dict:
         args = tuple(batch[k] for k in rt.ENCODER_INPUTS)
         feeds = {k: batch[k].numpy() for k in rt.ENCODER_INPUTS}
         compiled = rt.compile_fp32(model, args)
+        compiled_w8a8 = rt.compile_fp32(torchao_w8a8, args)
         paths = {
             labels["eager"]: lambda batch=batch: model(**batch),
             labels["compile"]: lambda args=args, fn=compiled: fn(*args),
@@ -99,6 +108,7 @@ def run(rounds: int = 10) -> dict:
             labels["classic"]: lambda batch=batch: classic(**batch),
             labels["mixed"]: lambda batch=batch: mixed(**batch),
             labels["ort8"]: lambda feeds=feeds: sessions["int8"].run(None, feeds),
+            labels["torchao"]: lambda args=args, fn=compiled_w8a8: fn(*args),
         }
         precision = {k: k.split()[0] for k in paths}
         fidelity = {k: {"cosine": v} for k, v in cosine.items()}
