@@ -363,6 +363,24 @@ def observer_qparams(
     return affine_qparams(lo, hi, bits, signed=signed)
 
 
+def run_hooked(model: nn.Module, x: torch.Tensor, batch_size: int, handles: Sequence) -> None:
+    """Run ``model`` in eval mode on ``x`` in batches of ``batch_size``, then remove the hook ``handles``.
+
+    The hooks (registered by the caller, who keeps what they record) are removed and the model's
+    train/eval mode restored even when a forward raises. Shared by ``collect_activations`` here and
+    ``helpers.qat.record_layer_inputs``; arguments are checked by those callers.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(x), batch_size):
+            model(x[start : start + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+
 @torch.no_grad()
 def collect_activations(
     model: nn.Module,
@@ -410,16 +428,7 @@ def collect_activations(
 
         return hook
 
-    handles = [modules[n].register_forward_hook(hook_for(n)) for n in names]
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(x), batch_size):
-            model(x[start : start + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    run_hooked(model, x, batch_size, [modules[n].register_forward_hook(hook_for(n)) for n in names])
     for n, batches in records.items():
         for b in batches:
             if not bool(torch.isfinite(b).all()):

@@ -45,7 +45,7 @@ from helpers._validate import (
 from helpers.affine import affine_qparams, qrange
 from helpers.exercises import close, grade
 from helpers.models import as_model_dtype
-from helpers.observers import observer_range
+from helpers.observers import observer_range, run_hooked
 
 __all__ = [
     "ste_view",
@@ -738,17 +738,9 @@ def record_layer_inputs(model: nn.Module, x: torch.Tensor, batch_size: int = 256
     if any(isinstance(m, QATLayer) for m in model.modules()):
         raise ValueError("model must be the float model, not a QAT model (record before make_qat_model)")
     inputs: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
-    hooks = [m.register_forward_pre_hook(lambda _m, a, n=n: inputs[n].append(a[0].detach())) for n, m in layers.items()]
     x = as_model_dtype(x, model)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(x), batch_size):
-            model(x[start : start + batch_size])
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    hooks = [m.register_forward_pre_hook(lambda _m, a, n=n: inputs[n].append(a[0].detach())) for n, m in layers.items()]
+    run_hooked(model, x, batch_size, hooks)
     return inputs
 
 
