@@ -89,6 +89,16 @@ def check_float_tensor(
     return x
 
 
+def check_float32_tensor(x: Any, name: str, *, kernel: str) -> torch.Tensor:
+    """Return ``x`` if it is a non-empty float32 tensor (values unchecked): what ``kernel`` accepts."""
+    check_tensor(x, name)
+    if x.dtype != torch.float32:
+        raise TypeError(
+            f"{name} must be a float32 tensor, as {kernel} require; got dtype {x.dtype}: pass {name}.float()"
+        )
+    return x
+
+
 def check_finite_number(value: Any, name: str) -> float:
     """Return ``value`` as a float if it is a finite real number (or a 1-element tensor)."""
     if isinstance(value, torch.Tensor):

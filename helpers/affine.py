@@ -29,6 +29,7 @@ from helpers._validate import (
     check_bits,
     check_choice,
     check_finite_number,
+    check_float32_tensor,
     check_float_tensor,
     check_int,
     check_min_max,
@@ -314,10 +315,11 @@ def quantize(
     ``x / scale`` is computed as ``x * (1 / scale)`` in float32, like PyTorch's kernels, and
     rounding is half-to-even. ``convention="shift_then_round"`` computes
     ``round(x / scale + zero_point)`` instead — the form some papers write; the two differ only
-    on ties. Returns the smallest integer dtype that holds ``qmin..qmax``.
+    on ties. Returns the smallest integer dtype that holds ``qmin..qmax``. Like torch's quantize ops, it
+    takes float32 ``x`` only (cast float16/bfloat16/float64 with ``x.float()`` first, as torch requires).
     Taught in 02_affine.
     """
-    check_float_tensor(x, "x", allow_nonfinite=True)
+    check_float32_tensor(x, "x", kernel="torch.quantize_per_tensor and torch.quantize_per_channel")
     _check_finite_fast(x, "x")
     _check_qmin_qmax(qmin, qmax)
     check_choice(convention, "convention", CONVENTIONS)
@@ -366,32 +368,72 @@ def fake_quantize(
 ) -> torch.Tensor:
     """Quantize then dequantize in one go: ``x_hat = (clamp(round(x/scale) + zp, qmin, qmax) - zp) * scale``.
 
-    Equal, bit for bit, to ``torch.fake_quantize_per_tensor_affine`` (per-tensor) and
-    ``torch.fake_quantize_per_channel_affine`` (per-channel). Uses the identity
-    ``clamp(r + zp, qmin, qmax) - zp == clamp(r, qmin - zp, qmax - zp)`` so it needs only four
-    element-wise passes. Returns float32, except for float64 ``x``, which gives float64 as torch's
-    kernels do: per tensor the values are the float32 ones (torch computes in float32), per channel
-    (and per group) torch computes in float64 with ``1 / scale`` taken in float32, and so does this.
-    (float16/bfloat16 ``x`` are computed in float32, as torch does, and returned in float32: torch
-    rounds the same values to ``x``'s dtype at the end.) Taught in 02_affine.
+    Equal, bit for bit (signed zeros included), to ``torch.fake_quantize_per_tensor_affine`` (per-tensor)
+    and ``torch.fake_quantize_per_channel_affine`` (per-channel), on every input dtype they take:
+
+    * float32 and float16/bfloat16 ``x`` are computed in float32 and returned in ``x``'s dtype;
+    * float64 ``x`` gives float64: per tensor the values are the float32 ones (torch computes in
+      float32), per channel (and per group) torch computes in float64 with ``1 / scale`` taken in
+      float32, and so does this;
+    * per channel, a floating-point ``zero_point`` tensor (float32 or float16, as torch allows; it may
+      be fractional, as LSQ-style learned zero points are) switches to torch's float rule
+      ``(clamp(round(x/scale + zp), qmin, qmax) - zp) * scale``: whole but odd zero points then round
+      ties differently from the integer rule (see 02_affine's conventions);
+    * per channel, ``scale`` must be a float32 tensor and an integer ``zero_point`` tensor int32, as torch
+      requires (other dtypes are refused by name).
+
+    The integer rule uses ``clamp(r + zp, qmin, qmax) - zp == clamp(r, qmin - zp, qmax - zp)`` so it needs
+    only a few element-wise passes. Taught in 02_affine.
     """
     check_float_tensor(x, "x", allow_nonfinite=True)
     _check_finite_fast(x, "x")
     _check_qmin_qmax(qmin, qmax)
     axis, group_size = _granularity(x, axis, group_size)
     _check_scale(scale)
-    zp = _check_zero_point(zero_point, qmin, qmax)
+    float_zp = False
+    if axis is not None:
+        _check_per_channel_dtypes(scale, zero_point)
+        float_zp = isinstance(zero_point, torch.Tensor) and zero_point.is_floating_point()
+    if float_zp:
+        zp = zero_point.detach().float()
+        if not bool(torch.isfinite(zp).all()):
+            raise ValueError("zero_point must contain only finite values (no NaN or inf)")
+    else:
+        zp = _check_zero_point(zero_point, qmin, qmax)
     s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
     if x.dtype == torch.float64 and axis is not None:  # torch's per-channel kernel works in float64
-        r = torch.round(x * (1.0 / s).double())
-        return torch.clamp(r, qmin - z.double(), qmax - z.double()).mul_(s.double())
+        inv, zd, sd = (1.0 / s).double(), z.double(), s.double()
+        if float_zp:
+            return torch.round(x * inv + zd).clamp_(qmin, qmax).sub_(zd).add_(0.0).mul_(sd)
+        r = torch.round(x * inv)
+        return torch.clamp(r, qmin - zd, qmax - zd).add_(0.0).mul_(sd)
+    if float_zp:  # torch rounds in float32, then takes (q - zp) * scale in float64
+        q = torch.round(x.float() * (1.0 / s) + z).clamp_(qmin, qmax)
+        out = q.double().sub_(z.double()).add_(0.0).mul_(s.double()).float()
+        return out if x.dtype == torch.float32 else out.to(x.dtype)
     r = torch.round(x.float() * (1.0 / s))
     if z.ndim == 0:
         r.clamp_(qmin - float(z), qmax - float(z))
     else:
         r = torch.clamp(r, qmin - z, qmax - z)
-    return r.mul_(s).double() if x.dtype == torch.float64 else r.mul_(s)
+    out = r.add_(0.0).mul_(s)  # + 0.0 turns round's -0.0 into +0.0, as torch's (q - zp) * scale gives
+    return out if x.dtype == torch.float32 else out.to(x.dtype)
+
+
+def _check_per_channel_dtypes(scale: float | torch.Tensor, zero_point: int | torch.Tensor) -> None:
+    """The tensor dtypes ``torch.fake_quantize_per_channel_affine`` takes: float32 scale; int32/float32/float16 zp."""
+    if isinstance(scale, torch.Tensor) and scale.dtype != torch.float32:
+        raise TypeError(
+            f"scale must be a float32 tensor for per-channel fake-quantization "
+            f"(torch.fake_quantize_per_channel_affine's rule), got dtype {scale.dtype}: pass scale.float()"
+        )
+    if isinstance(zero_point, torch.Tensor) and zero_point.dtype not in (torch.int32, torch.float32, torch.float16):
+        raise TypeError(
+            f"zero_point must be an int32, float32 or float16 tensor for per-channel fake-quantization "
+            f"(torch.fake_quantize_per_channel_affine's rule), got dtype {zero_point.dtype}: "
+            f"pass zero_point.to(torch.int32)"
+        )
 
 
 def _scheme_flags(scheme: str) -> bool:

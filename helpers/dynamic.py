@@ -29,7 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers._validate import check_bits, check_choice, check_float_tensor, check_int, check_tensor
+from helpers._validate import (
+    check_bits,
+    check_choice,
+    check_float32_tensor,
+    check_float_tensor,
+    check_int,
+    check_tensor,
+)
 from helpers.affine import affine_qparams, calc_qparams, fake_quantize, qrange, quantize
 from helpers.kernels import _row_major, int8_matmul
 
@@ -94,6 +101,7 @@ def quantize_weight_int8(w: torch.Tensor, granularity: str = "channel") -> tuple
     those of ``quantize_dynamic`` with ``per_channel_dynamic_qconfig`` / ``default_dynamic_qconfig``.
     Returns ``(q int8, scale float32)``. Taught in 04_dynamic.
     """
+    check_float32_tensor(w, "w", kernel="torch's dynamic int8 Linear weights")
     check_float_tensor(w, "w")
     if w.ndim != 2:
         raise ValueError(f"w must be a 2-d weight matrix (out_features, in_features), got shape {tuple(w.shape)}")
@@ -220,7 +228,7 @@ class WeightOnlyInt8Linear(nn.Module):
     def from_float(cls, linear: nn.Linear, granularity: str = "channel") -> WeightOnlyInt8Linear:
         """Quantize the weights of ``linear`` (symmetric int8, ``granularity`` 'channel' or 'tensor')."""
         _check_linear(linear)
-        q, scale = quantize_weight_int8(linear.weight, granularity)
+        q, scale = quantize_weight_int8(linear.weight.float(), granularity)  # torch's from_float casts too
         return cls(q, scale, linear.bias)
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -286,7 +294,7 @@ class DynamicInt8Linear(nn.Module):
     ) -> DynamicInt8Linear:
         """Quantize ``linear``'s weights now; activations are quantized at every call."""
         _check_linear(linear)
-        q, scale = quantize_weight_int8(linear.weight, weight_granularity)
+        q, scale = quantize_weight_int8(linear.weight.float(), weight_granularity)  # torch's from_float casts too
         return cls(
             q,
             scale,

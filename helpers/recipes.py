@@ -14,7 +14,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from helpers._validate import check_bits, check_choice, check_finite_number, check_float_tensor, check_int
+from helpers._validate import (
+    check_bits,
+    check_choice,
+    check_finite_number,
+    check_float32_tensor,
+    check_float_tensor,
+    check_int,
+)
 from helpers.exercises import grade
 
 __all__ = [
@@ -459,6 +466,7 @@ def affine_codes(weight: torch.Tensor, bits: int) -> dict[str, torch.Tensor]:
     from helpers.affine import quantize_tensor
     from helpers.nonuniform import pack_codes
 
+    check_float32_tensor(weight, "weight", kernel="the packed integer formats (torch's quantize ops)")
     check_float_tensor(weight, "weight")
     bits = check_bits(bits, lo=2, hi=8)
     q, scale, _ = quantize_tensor(weight, bits, scheme="symmetric", granularity="channel", axis=0)

@@ -196,12 +196,11 @@ def test_sqnr_uniform_follows_602_rule():
             assert abs(s - 6.02 * bits) < 0.6
 
 
-def test_half_and_double_inputs_accepted():
+def test_fake_quantize_returns_the_input_dtype():
+    # torch.fake_quantize_per_tensor_affine / _per_channel_affine return x's dtype (half computed in float32)
     x = _random(32)
-    for dtype in (torch.float16, torch.bfloat16):
-        assert A.fake_quantize_tensor(x.to(dtype), 8).dtype == torch.float32
-    # float64 in, float64 out, as torch.fake_quantize_per_tensor_affine / _per_channel_affine return
-    assert A.fake_quantize_tensor(x.double(), 8).dtype == torch.float64
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        assert A.fake_quantize_tensor(x.to(dtype), 8).dtype == dtype
 
 
 def test_double_fake_quantize_per_channel_equals_torch():
@@ -555,9 +554,9 @@ def test_bad_x(fn):
             fn(bad)
     with pytest.raises(ValueError, match="x must be a non-empty"):
         fn(torch.tensor([]))
-    with pytest.raises(TypeError, match="x must be a floating-point"):
+    with pytest.raises(TypeError, match="x must be a (floating-point|float32)"):
         fn(torch.arange(4))
-    with pytest.raises(TypeError, match="x must be a floating-point"):
+    with pytest.raises(TypeError, match="x must be a (floating-point|float32)"):
         fn(torch.ones(3, dtype=torch.bool))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         fn([1.0, 2.0])
@@ -819,27 +818,104 @@ def test_check_clip():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_half_and_double_fake_quantize_per_tensor_equal_torch(dtype):
+def _bit_equal(ours: torch.Tensor, ref: torch.Tensor) -> bool:
+    """Same dtype, same values and the same sign on every zero (torch never returns -0.0 here)."""
+    return ours.dtype == ref.dtype and torch.equal(ours, ref) and torch.equal(torch.signbit(ours), torch.signbit(ref))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_fake_quantize_per_tensor_equals_torch_in_every_dtype(dtype):
     x = (torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 3).to(dtype)
+    x[:500] = -torch.rand(500, generator=torch.Generator().manual_seed(1)).to(dtype) * 0.01  # round to -0.0
     for scale, zp in ((0.02, 3), (0.0123, -7), (0.25, 0)):
         ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, -128, 127)  # computes in float32, returns dtype
-        ours = A.fake_quantize(x, scale, zp, -128, 127)
-        assert ours.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-        assert torch.equal(ours.to(dtype), ref)
-        # torch.quantize_per_tensor accepts only float32: the helper quantizes x.float(), as a caller must for torch
-        codes = torch.quantize_per_tensor(x.float(), scale, zp, torch.qint8).int_repr()
-        assert torch.equal(A.quantize(x, scale, zp, -128, 127), codes)
+        assert _bit_equal(A.fake_quantize(x, scale, zp, -128, 127), ref)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_fake_quantize_per_channel_equals_torch(dtype):
-    g = torch.Generator().manual_seed(1)
-    x = (torch.randn(16, 256, generator=g) * 3).to(dtype)
+def test_fake_quantize_equals_torch_on_every_half_bit_pattern(dtype):
+    x = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
+    x = x[torch.isfinite(x) & (x.float().abs() < 3e38)].reshape(1, -1).repeat(3, 1)
+    for scale, zp in ((0.02, 3), (1e-3, -128), (7.0, 0)):
+        ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, -128, 127)
+        assert _bit_equal(A.fake_quantize(x, scale, zp, -128, 127), ref)
+    s = torch.tensor([0.02, 1e-3, 7.0])
+    x = x[:, (x[0].double().abs() / 1e-3) < 2**62]  # see test_per_channel_torch_wraps_past_int64 below
+    for z in (torch.tensor([3, -128, 0], dtype=torch.int32), torch.tensor([2.5, -3.0, 0.0])):
+        ref = torch.fake_quantize_per_channel_affine(x, s, z, 0, -128, 127)
+        assert _bit_equal(A.fake_quantize(x, s, z, -128, 127, axis=0), ref)
+
+
+def test_per_channel_torch_wraps_past_int64():
+    # torch's per-channel fake-quant casts round(x / scale) to int64 before clamping, so |x / scale| >= 2**63
+    # wraps to quant_min; its per-tensor fake-quant and quantize_per_channel saturate, and so does the helper
+    x = torch.tensor([[1e20, 1e19, 9e18, -1e20]])
+    s, z = torch.tensor([1.0]), torch.tensor([0], dtype=torch.int32)
+    assert torch.fake_quantize_per_channel_affine(x, s, z, 0, -128, 127).tolist() == [[-128.0, -128.0, 127.0, -128.0]]
+    assert torch.fake_quantize_per_tensor_affine(x, 1.0, 0, -128, 127).tolist() == [[127.0, 127.0, 127.0, -128.0]]
+    assert torch.quantize_per_channel(x, s, z.long(), 0, torch.qint8).int_repr().tolist() == [[127, 127, 127, -128]]
+    assert A.fake_quantize(x, s, z, -128, 127, axis=0).tolist() == [[127.0, 127.0, 127.0, -128.0]]
+
+
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("zp_dtype", [torch.int32, torch.float32, torch.float16])
+def test_fake_quantize_per_channel_equals_torch_for_every_zero_point_dtype(x_dtype, zp_dtype):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(16, 512, generator=g) * 30
+    x[:, :64] = (torch.randint(-400, 400, (16, 64), generator=g).float() + 0.5) * 0.25  # ties at scale 0.25
+    x[:, 64:80] = -torch.rand(16, 16, generator=g) * 0.1  # round to -0.0
+    x = x.to(x_dtype)
     s = torch.rand(16, generator=g) * 0.05 + 1e-3
-    z = torch.randint(-10, 10, (16,), generator=g, dtype=torch.int32)
-    ref = torch.fake_quantize_per_channel_affine(x, s, z, 0, -128, 127)
-    assert torch.equal(A.fake_quantize(x, s, z, -128, 127, axis=0).to(dtype), ref)
+    s[:6] = 0.25
+    for qmin, qmax in ((-128, 127), (0, 255), (-8, 7)):
+        if zp_dtype == torch.int32:
+            z = torch.randint(qmin, qmax + 1, (16,), generator=g, dtype=torch.int32)
+        else:  # torch's float rule: fractional zero points allowed; whole odd ones round ties unlike int32's
+            z = torch.rand(16, generator=g) * 20 - 10
+            z[:8] = torch.round(z[:8])
+            z[0], z[1], z[2], z[3] = 1.0, 3.0, -0.0, 0.0
+            z = z.to(zp_dtype)
+        ref = torch.fake_quantize_per_channel_affine(x, s, z, 0, qmin, qmax)
+        assert _bit_equal(A.fake_quantize(x, s, z, qmin, qmax, axis=0), ref)
+
+
+def test_float_zero_points_follow_torchs_float_rule_on_ties():
+    x = torch.tensor([[0.5, 1.5, 2.5, -0.5]] * 2)
+    s = torch.ones(2)
+    z_int, z_float = torch.tensor([1, 2], dtype=torch.int32), torch.tensor([1.0, 2.0])
+    assert A.fake_quantize(x, s, z_int, -128, 127, axis=0).tolist() == [[0.0, 2.0, 2.0, 0.0]] * 2
+    # round(x + 1) on ties: 1.5 -> 2, 2.5 -> 2, 3.5 -> 4, 0.5 -> 0, then minus 1; an even zero point changes nothing
+    assert A.fake_quantize(x, s, z_float, -128, 127, axis=0).tolist() == [[1.0, 1.0, 3.0, -1.0], [0.0, 2.0, 2.0, 0.0]]
+
+
+def test_dtypes_torch_refuses_are_refused_by_name():
+    x, x2 = torch.randn(6), torch.randn(2, 3)
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        with pytest.raises(RuntimeError):
+            torch.quantize_per_tensor(x.to(dtype), 0.1, 0, torch.qint8)
+        with pytest.raises(TypeError, match="x must be a float32 tensor.*x.float()"):
+            A.quantize(x.to(dtype), 0.1, 0, -128, 127)
+        with pytest.raises(TypeError, match="x must be a float32 tensor"):
+            A.quantize_tensor(x.to(dtype), 8)
+    # quantizing x.float() is what a caller must do for torch too, and then the codes agree
+    xh = x.half()
+    codes = torch.quantize_per_tensor(xh.float(), 0.02, 3, torch.qint8).int_repr()
+    assert torch.equal(A.quantize(xh.float(), 0.02, 3, -128, 127), codes)
+    zp32 = torch.zeros(2, dtype=torch.int32)
+    for dtype in (torch.float16, torch.float64):
+        s = torch.tensor([0.1, 0.2], dtype=dtype)
+        with pytest.raises(RuntimeError, match="Scale must be Float"):
+            torch.fake_quantize_per_channel_affine(x2, s, zp32, 0, -128, 127)
+        with pytest.raises(TypeError, match="scale must be a float32 tensor"):
+            A.fake_quantize(x2, s, zp32, -128, 127, axis=0)
+    for dtype in (torch.int64, torch.int16, torch.int8, torch.float64):
+        z = torch.zeros(2, dtype=dtype)
+        with pytest.raises(RuntimeError, match="Zero-point must be Int32, Float or Half"):
+            torch.fake_quantize_per_channel_affine(x2, torch.tensor([0.1, 0.2]), z, 0, -128, 127)
+        with pytest.raises(TypeError, match="zero_point must be an int32, float32 or float16 tensor"):
+            A.fake_quantize(x2, torch.tensor([0.1, 0.2]), z, -128, 127, axis=0)
+    with pytest.raises(ValueError, match="zero_point must contain only finite"):
+        A.fake_quantize(x2, torch.tensor([0.1, 0.2]), torch.tensor([float("nan"), 0.0]), -128, 127, axis=0)
 
 
 @pytest.mark.parametrize(
@@ -867,7 +943,7 @@ def test_ranges_float32_cannot_hold_are_refused():
         A.affine_qparams(-1e39, 1.0)
     with pytest.raises(ValueError, match="overflowed"):
         A.affine_qparams(-3e38, 3e38)  # torch's MinMaxObserver returns scale inf here
-    with pytest.raises(ValueError, match="float32 can represent"):
+    with pytest.raises(TypeError, match="x must be a float32 tensor"):  # torch's quantize takes float32 only
         A.quantize(torch.tensor([1e39], dtype=torch.float64), 0.1, 0, -128, 127)
     with pytest.raises(ValueError, match="float32 can represent"):
         A.fake_quantize(torch.tensor([-1e39], dtype=torch.float64), 0.1, 0, -128, 127)

@@ -268,8 +268,25 @@ def test_quantize_weight_int8_matches_torch_codes_and_bad_input():
         quantize_weight_int8(torch.randn(3))
     with pytest.raises(ValueError, match="granularity"):
         quantize_weight_int8(w, "group")
-    with pytest.raises(TypeError, match="w must be a floating-point"):
+    with pytest.raises(TypeError, match="w must be a (floating-point|float32)"):
         quantize_weight_int8(w.int())
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):  # torch's quantize ops take float32 only
+        with pytest.raises(TypeError, match="w must be a float32 tensor"):
+            quantize_weight_int8(w.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_from_float_casts_weights_to_float32_as_torch_does(dtype):
+    # torch.ao.nn.quantized.dynamic.Linear.from_float quantizes mod.weight.float(), whatever the module's dtype
+    from torch.ao import quantization as tq
+
+    lin = nn.Linear(10, 6).to(dtype)
+    obs = tq.per_channel_dynamic_qconfig.weight()
+    obs(lin.weight.float())
+    scale, _ = obs.calculate_qparams()
+    ours = DynamicInt8Linear.from_float(lin, weight_granularity="channel")
+    assert torch.equal(ours.qweight_t.t(), quantize_weight_int8(lin.weight.float(), "channel")[0])
+    assert torch.equal(WeightOnlyInt8Linear.from_float(lin).scale.flatten(), scale.float())
 
 
 # --------------------------------------------------------------------------- layers: properties and bad input

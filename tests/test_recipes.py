@@ -115,6 +115,8 @@ def test_bad_inputs():
         affine_codes(torch.randn(4, 4), 1)
     with pytest.raises(TypeError, match="weight"):
         affine_codes(torch.ones(4, 4, dtype=torch.int32), 8)
+    with pytest.raises(TypeError, match="weight must be a float32 tensor"):
+        affine_codes(torch.ones(4, 4, dtype=torch.float64), 8)
     with pytest.raises(ValueError, match="bits"):
         codebook_codes(torch.randn(8), nf4_levels(), 3, None, store_levels=False)
     with pytest.raises(ValueError, match="tables"):
