@@ -773,11 +773,14 @@ def make_observer_view(
     acts: Mapping[str, Sequence[torch.Tensor]],
     x_test: torch.Tensor,
     y_test: torch.Tensor,
+    *,
+    mode_acts: Mapping[str, Sequence[torch.Tensor]] | None = None,
 ) -> Callable[[str, str, float, int], dict]:
     """``observer_view(layer, method, percentile, bits) -> dict``: what lesson 05's observer widget shows.
 
     ``acts`` are the calibration activations of every name in ``DIGITS_OBSERVED`` (from
-    ``collect_activations``). The view holds ``x`` (the layer's calibration values, flattened),
+    ``collect_activations``). ``mode_acts``, if given, are the batches ``batch_mode`` votes over
+    instead (lesson 05 passes one input per batch, the seminar's per-input mode). The view holds ``x`` (the layer's calibration values, flattened),
     ``lo``/``hi`` (the observer's clipping range at ``bits``), ``scale``/``zero_point``, ``mse`` of
     fake-quantizing ``x`` on that grid, ``clipped`` (percent of values outside the range),
     ``accuracy`` (test accuracy with every observed activation quantized by that observer and bit
@@ -793,6 +796,10 @@ def make_observer_view(
     missing = [n for n in DIGITS_OBSERVED if n not in acts]
     if missing:
         raise ValueError(f"acts must hold every layer of DIGITS_OBSERVED; missing {missing}")
+    if mode_acts is None:
+        mode_acts = acts
+    elif not isinstance(mode_acts, Mapping) or any(n not in mode_acts for n in DIGITS_OBSERVED):
+        raise ValueError("mode_acts must be None or a dict {name: [batches]} holding every layer of DIGITS_OBSERVED")
     check_tensor(y_test, "y_test")
     flat = {n: torch.cat([b.reshape(-1) for b in acts[n]]) for n in DIGITS_OBSERVED}
     check_float_tensor(x_test, "x_test")
@@ -802,7 +809,8 @@ def make_observer_view(
     @functools.lru_cache(maxsize=512)
     def layer_range(layer: str, method: str, percentile: float, bits: int) -> tuple[float, float]:
         kwargs = {"percentile": percentile} if method == "percentile" else {}
-        lo, hi = observer_range(method, list(acts[layer]), bits, **kwargs)
+        source = mode_acts if method == "batch_mode" else acts
+        lo, hi = observer_range(method, list(source[layer]), bits, **kwargs)
         return float(lo), float(hi)
 
     @functools.lru_cache(maxsize=128)

@@ -109,3 +109,25 @@ def test_figures():
         ablation_figure([])
     with pytest.raises(ValueError, match="bits"):
         observer_figure(x, 0.0, 1.0, 1)
+
+
+def test_batch_mode_votes_over_mode_acts(setup):
+    """Lesson 05 passes one input per batch for batch_mode (the seminar's per-input mode), as its tables do."""
+    from helpers.observers import batch_mode_range
+
+    model, acts, x_test, y_test = setup
+    d = load_digits_split()
+    per_input = collect_activations(fused_digits_cnn(model), d.x_train[:20], DIGITS_OBSERVED, batch_size=1)
+    view = make_observer_view(model, acts, x_test, y_test, mode_acts=per_input)
+    for layer in ("quant", "module.classifier.1"):
+        want = tuple(float(v) for v in batch_mode_range(per_input[layer], 8))
+        assert view.layer_range(layer, "batch_mode", 99.9, 8) == want
+        other = tuple(float(v) for v in batch_mode_range(acts[layer], 8))
+        assert make_observer_view(*setup).layer_range(layer, "batch_mode", 99.9, 8) == other
+    assert view.layer_range("quant", "minmax", 99.9, 8) == make_observer_view(*setup).layer_range(
+        "quant", "minmax", 99.9, 8
+    )  # every other observer still reads acts
+    box = observer_widget(*setup, mode_acts=per_input, method="batch_mode")
+    assert "batch_mode" in box.readout.value
+    with pytest.raises(ValueError, match="mode_acts"):
+        make_observer_view(*setup, mode_acts={"quant": per_input["quant"]})

@@ -25,12 +25,15 @@ def make_observer_draw(
     acts: Mapping[str, Sequence[torch.Tensor]],
     x_test: torch.Tensor,
     y_test: torch.Tensor,
+    *,
+    mode_acts: Mapping[str, Sequence[torch.Tensor]] | None = None,
 ):
     """``draw(layer, method, percentile, bits) -> (Figure, readout)``: ``helpers.static.make_observer_view`` drawn.
 
-    The view (and its caches) is ``draw.view``. Taught in 05_static.
+    ``mode_acts``: the batches ``batch_mode`` votes over (default ``acts``). The view (and its caches)
+    is ``draw.view``. Taught in 05_static.
     """
-    view = make_observer_view(model, acts, x_test, y_test)
+    view = make_observer_view(model, acts, x_test, y_test, mode_acts=mode_acts)
 
     def draw(layer: str, method: str, percentile: float, bits: int):
         v = view(layer, method, percentile, bits)
@@ -52,14 +55,16 @@ def observer_widget(
     method: str = "minmax",
     percentile: float = 99.9,
     bits: int = 8,
+    mode_acts: Mapping[str, Sequence[torch.Tensor]] | None = None,
 ) -> widgets.VBox:
     """Controls (layer, observer, percentile, activation bits) above the histogram and the readout.
 
-    Taught in 05_static.
+    ``mode_acts``: the batches the ``batch_mode`` observer votes over (lesson 05: one input each, as in
+    the seminar's notes); default ``acts``. Taught in 05_static.
     """
     from helpers.widgets import panel
 
-    draw = make_observer_draw(model, acts, x_test, y_test)
+    draw = make_observer_draw(model, acts, x_test, y_test, mode_acts=mode_acts)
     style = {"description_width": "initial"}
     controls = {
         "layer": widgets.Dropdown(options=DIGITS_OBSERVED, value=layer, description="layer", style=style),
