@@ -431,7 +431,9 @@ def quantize_dynamic_onnx(
     """Dynamic int8 (``onnxruntime.quantization.quantize_dynamic``): int8 weights, uint8 activations quantized per call.
 
     ``per_channel`` gives each output channel of a weight its own scale; ``reduce_range`` uses 7-bit
-    weights (the guard some older x86 kernels need). Written beside ``path`` and reused while newer.
+    weights: ONNX Runtime's advice for x86 CPUs without VNNI, whose u8 x s8 kernel adds products in pairs
+    into a saturating int16 (``vpmaddubsw``, lesson 05's Pitfall 4); with VNNI the sums are exact either
+    way. Written beside ``path`` and reused while newer.
     """
     path = _check_onnx_path(path)
     for flag, flag_name in ((per_channel, "per_channel"), (reduce_range, "reduce_range")):
@@ -470,13 +472,16 @@ def quantize_static_onnx(
     activation_type: str = "uint8",
     weight_type: str = "int8",
     quant_format: str = "QDQ",
+    reduce_range: bool = False,
 ) -> pathlib.Path:
     """Static int8 (``onnxruntime.quantization.quantize_static``, MinMax calibration on ``calibration``).
 
     ``calibration`` is a list of feeds (input name -> numpy array), one per calibration batch.
     ``activation_type="uint8"`` with int8 weights is U8S8, the combination x86 int8 kernels are
     built for; ``"int8"`` activations (S8S8 — ORT's own default) run no faster than fp32 on
-    many x86 CPUs. Written beside ``path``, the name keyed by the settings and a hash of the data.
+    many x86 CPUs. ``reduce_range`` quantizes weights to 7 bits, as ``quantize_dynamic_onnx``'s
+    (the guard against int16 pair saturation on x86 CPUs without VNNI). Written beside ``path``,
+    the name keyed by the settings and a hash of the data.
     """
     path = _check_onnx_path(path)
     if not isinstance(calibration, list) or not calibration:
@@ -494,13 +499,15 @@ def quantize_static_onnx(
             h.update(key.encode())
             h.update(str((value.shape, value.dtype.str)).encode())
             h.update(np.ascontiguousarray(value).tobytes())
-    if not isinstance(per_channel, bool):
-        raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    for flag, flag_name in ((per_channel, "per_channel"), (reduce_range, "reduce_range")):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{flag_name} must be True or False, got {flag!r}")
     check_choice(activation_type, "activation_type", tuple(_QTYPES))
     check_choice(weight_type, "weight_type", tuple(_QTYPES))
     check_choice(quant_format, "quant_format", _FORMATS)
     tag = (
-        f"{quant_format.lower()}-{'pc' if per_channel else 'pt'}-a{activation_type}-w{weight_type}-{h.hexdigest()[:8]}"
+        f"{quant_format.lower()}-{'pc' if per_channel else 'pt'}{'-rr' if reduce_range else ''}"
+        f"-a{activation_type}-w{weight_type}-{h.hexdigest()[:8]}"
     )
     out = path.with_name(f"{path.stem}.{tag}.onnx")
     if out.is_file() and out.stat().st_mtime_ns >= path.stat().st_mtime_ns:
@@ -522,6 +529,7 @@ def quantize_static_onnx(
             _Reader(),
             quant_format=getattr(oq.QuantFormat, quant_format),
             per_channel=per_channel,
+            reduce_range=reduce_range,
             activation_type=getattr(oq.QuantType, _QTYPES[activation_type]),
             weight_type=getattr(oq.QuantType, _QTYPES[weight_type]),
             calibrate_method=oq.CalibrationMethod.MinMax,

@@ -209,8 +209,8 @@ print(f"torchao dynamic y = our int32 accumulator * s_x s_w + b in {same} of {ac
 #
 # Every MiniLM measurement below runs the network's float arithmetic in **float64** (`float64=True`: the reference, LayerNorm, softmax,
 # GELU, any layer left in float), while each int8 layer runs its own kernel on the exact float32 cast of its input, as in a float32 model.
-# A float32 sum depends on the CPU's summation order and quantization amplifies that last bit into another range or code (in float32 the
-# per-tensor variant's min cosine moved by 0.003 and its top-5 retrieval by 0.017 between two CPU code paths), so this is what makes the numbers reproducible.
+# A float32 sum depends on the CPU's summation order, and quantization can amplify that last bit into another range or code: run in
+# float32, this lesson's per-tensor cosines and retrieval scores differed between CPU code paths. Float64 arithmetic makes them reproducible.
 
 # %% slideshow={"slide_type": "-"}
 model, tok = load_minilm()

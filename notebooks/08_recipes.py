@@ -230,8 +230,11 @@ print(f"batch {len(xb)}, {cnn_t['fp32'].threads} threads, {cnn_t['fp32'].samples
 display(Markdown(format_table(cnn_rows + [ort_cnn_row], "test accuracy (%)", timings=True, quality_fmt="{:.2f}")))
 by = {r.method: r for r in cnn_rows}
 assert ort_cnn_row.divergence < 1e-6 and ort_acc == fp32_row.quality   # the same fp32 model in another runtime
+vnni = torch.cpu._is_vnni_supported()   # int8 dot products in one instruction (vpdpbusd), or three without it
+print(f"this CPU: VNNI {vnni}; static int8 per-channel {by['static int8 per-channel'].speedup_eager:.2f}x eager fp32, "
+      f"dynamic int8 (classic) {by['dynamic int8 (classic)'].speedup_eager:.2f}x")
 if torch.backends.quantized.engine in ("x86", "fbgemm"):   # the claim is about the x86 engine's int8 conv kernels
-    assert by["static int8 per-channel"].speedup_eager > 1.5   # int8 kernels beat eager fp32 on every CPU path tried
+    assert by["static int8 per-channel"].speedup_eager > (1.5 if vnni else 1.0)   # int8 convs beat eager fp32
     assert by["dynamic int8 (classic)"].speedup_eager < by["static int8 per-channel"].speedup_eager  # convs stay fp32
 else:
     print(f"engine {torch.backends.quantized.engine}: the int8 speed-up band above is asserted for the x86 engine only")

@@ -275,12 +275,13 @@ plot_block_sweep(sweep, "MiniLM layer-0 output.dense: each format at blocks of 1
 #
 # Every Linear weight that a format can hold is replaced by its round trip (`weights_in_format`), then measured:
 # MSE and SQNR over those weights, MiniLM's **mean cosine** to its own float embeddings of the course's sentences,
-# SmolLM2's **perplexity** on lesson 09's evaluation text (one window at its start). MiniLM's token-embedding table is
+# SmolLM2's **perplexity** on lesson 09's evaluation text (one window at its start; the forward runs in float64, so that
+# the printed digits do not depend on the CPU's float32 kernels). MiniLM's token-embedding table is
 # not a Linear and stays float; SmolLM2's `lm_head` **is** its embedding table (tied), so converting it changes both.
 
 # %% slideshow={"slide_type": "-"}
 ref_emb = embed(minilm, mini_tok, sentences).double()
-ppl_shipped = perplexity(lm, tokens)
+ppl_shipped = perplexity(lm, tokens, float64=True)
 table = {}
 for fmt in bf.FORMATS:
     with bf.weights_in_format(minilm, fmt) as (held, skipped):
@@ -290,7 +291,7 @@ for fmt in bf.FORMATS:
         e_lm = bf.weights_error(lm, LM_ORIG, held_lm)
         block_linears = [n for n in held_lm if n != "lm_head"]
         e_blocks = bf.weights_error(lm, LM_ORIG, block_linears)["mse"] if block_linears else None
-        ppl = perplexity(lm, tokens)
+        ppl = perplexity(lm, tokens, float64=True)
     table[fmt] = dict(
         bpw=bf.bits_per_weight(fmt),
         mini_held=len(held),
@@ -478,7 +479,7 @@ kq = {
 }
 for fmt in ("q4_0", "q4_1"):
     with bf.weights_in_format(lm, fmt, include=only_down) as (held, _):
-        kq["lm", fmt] = bf.weights_error(lm, LM_ORIG, held)["mse"], perplexity(lm, tokens) if fmt == "q4_0" else None
+        kq["lm", fmt] = bf.weights_error(lm, LM_ORIG, held)["mse"], perplexity(lm, tokens, float64=True) if fmt == "q4_0" else None
     with bf.weights_in_format(minilm, fmt, include=only_out) as (held_m, _):
         kq["mini", fmt] = (
             bf.weights_error(minilm, MINI_ORIG, held_m)["mse"],
@@ -577,10 +578,10 @@ kv_ppl = {}
 for bits in KV_BITS:
     for axis in ("channel", "token"):
         with bf.quantized_kv_cache(lm, bits, None, key_axis=axis, group_size=GROUP):
-            kv_ppl["keys", axis, bits] = perplexity(lm, tokens)
+            kv_ppl["keys", axis, bits] = perplexity(lm, tokens, float64=True)
 for axis in ("token", "channel"):
     with bf.quantized_kv_cache(lm, None, 2, value_axis=axis, group_size=GROUP):
-        kv_ppl["values", axis, 2] = perplexity(lm, tokens)
+        kv_ppl["values", axis, 2] = perplexity(lm, tokens, float64=True)
 print(f"full-precision cache: {ppl_shipped:.3f}")
 for bits in KV_BITS:
     print(
@@ -677,7 +678,7 @@ assert bf.fake_quantize_format(tiny, "mxfp4").abs().max() == 0
 
 # %% slideshow={"slide_type": "-"}
 with bf.weights_in_format(lm, "q4_0", include=lambda n: n != "lm_head") as (held, skipped):
-    ppl_keep = perplexity(lm, tokens)
+    ppl_keep = perplexity(lm, tokens, float64=True)
 print(f"lm_head is embed_tokens: {lm.lm_head.weight is lm.model.embed_tokens.weight}")
 print(
     f"q4_0 everywhere: perplexity {table['q4_0']['ppl']:.3f}; q4_0 but tied embedding/lm_head kept: {ppl_keep:.3f} "

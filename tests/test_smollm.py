@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 
@@ -106,6 +107,31 @@ def test_perplexity_matches_hand_computation() -> None:
     nll_all = [-logp[tokens[t - 1], tokens[t]] for t in range(1, 40)]
     got = smollm.perplexity(model, tokens, window=10, stride=5)
     assert got == pytest.approx(math.exp(float(torch.stack(nll_all).mean())))
+
+
+def test_perplexity_float64_runs_a_float64_forward_and_restores_the_model() -> None:
+    model = _Bigram(7)
+    model.register_buffer("scale", torch.ones(3))
+    tokens = torch.randint(0, 7, (40,), generator=torch.Generator().manual_seed(1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    param = model.table
+    want = smollm.perplexity(copy.deepcopy(model).double(), tokens, window=10)
+    assert smollm.perplexity(model, tokens, window=10, float64=True) == want
+    after = model.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    assert model.table is param  # the same Parameter object: hooks and tied weights stay valid
+
+    class Boom(_Bigram):
+        def forward(self, input_ids, use_cache=False):
+            assert self.table.dtype == torch.float64
+            raise RuntimeError("boom")
+
+    boom = Boom(7)
+    with pytest.raises(RuntimeError, match="boom"):
+        smollm.perplexity(boom, tokens, window=10, float64=True)
+    assert boom.table.dtype == torch.float32  # restored even when the forward raises
+    with pytest.raises(TypeError, match="float64 must be True or False"):
+        smollm.perplexity(model, tokens, float64=1)
 
 
 def test_perplexity_bad_input() -> None:
