@@ -327,7 +327,7 @@ assert worst == 0.0
 
 # %% slideshow={"slide_type": "skip"}
 src = inspect.getsource(quantize)
-print(src[src.index("    check_float_tensor"):])
+print(src[src.index("    check_float32_tensor"):])
 
 # %% slideshow={"slide_type": "skip"}
 src = inspect.getsource(affine_qparams)
