@@ -214,7 +214,10 @@ def _ste_args(
     if isinstance(scale, torch.Tensor):
         check_tensor(scale, "scale")
     check_positive(scale if isinstance(scale, torch.Tensor) else check_finite_number(scale, "scale"), "scale")
-    _check_zero_point(zero_point, qmin, qmax)
+    if not _float_zero_point(zero_point, axis):
+        _check_zero_point(zero_point, qmin, qmax)
+    elif not bool(torch.isfinite(zero_point).all()):
+        raise ValueError("zero_point must contain only finite values (no NaN or inf)")
     cdt = _compute_dtype(x)
     s = _check_scale_in(_param(scale, x, axis, "scale", cdt))
     if axis is not None:  # torch.fake_quantize_per_channel_affine's dtype rules
@@ -231,6 +234,36 @@ def _ste_args(
             )
     z = _param(zero_point, x, axis, "zero_point", cdt)
     return s, z, qmin, qmax
+
+
+def _float_zero_point(zero_point: int | torch.Tensor, axis: int | None) -> bool:
+    """Per channel, torch treats a float32/float16 zero point by its float rule ``round(x / scale + zp)``."""
+    return axis is not None and isinstance(zero_point, torch.Tensor) and zero_point.is_floating_point()
+
+
+class _TorchFakeQuantFloatZP(torch.autograd.Function):
+    """Per-channel fake quantization with a floating-point zero point, as torch's CPU kernel computes it.
+
+    Codes ``q = round(x * (1 / scale) + zp)`` (float32 for float32/float16/bfloat16 ``x``, float64 for
+    float64 ``x``), then ``(clamp(q, qmin, qmax) - zp) * scale`` in float64, rounded to ``x``'s dtype
+    (float32 first). The STE passes the gradient where ``qmin <= q <= qmax``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale32, zero_point, qmin, qmax):  # noqa: D102
+        if x.dtype == torch.float64:
+            code = torch.round(x * (1.0 / scale32).double() + zero_point.double())
+        else:
+            code = torch.round(x.float() * (1.0 / scale32) + zero_point.float())
+        mask = (code >= qmin) & (code <= qmax)
+        ctx.save_for_backward(mask)
+        out = code.clamp(qmin, qmax).double().sub_(zero_point.double()).add_(0.0).mul_(scale32.double())
+        return out if x.dtype == torch.float64 else out.float().to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None, None, None
 
 
 class FakeQuantSTE(torch.autograd.Function):
@@ -271,9 +304,14 @@ def fake_quant_ste(
     ``torch.fake_quantize_per_tensor_affine`` / ``..._per_channel_affine`` bit for bit, and so does
     the gradient, on every dtype those kernels accept: float16/bfloat16 ``x`` is computed in float32
     with a float32 ``scale`` and cast back (never rounded in half precision); float64 ``x`` uses a
-    float32 ``scale`` and ``1/scale`` as torch does (so do ``ActQuantizer``/``WeightQuantizer``). Taught in 06_qat.
+    float32 ``scale`` and ``1/scale`` as torch does (so do ``ActQuantizer``/``WeightQuantizer``). Per channel,
+    a float32/float16 ``zero_point`` follows torch's float rule ``round(x / scale + zero_point)`` (it may be
+    fractional; whole odd zero points then round ties unlike int32 ones). Taught in 06_qat.
     """
     s, z, qmin, qmax = _ste_args(x, scale, zero_point, qmin, qmax, axis)
+    if _float_zero_point(zero_point, axis):
+        zf = _param(zero_point, x, axis, "zero_point", torch.float32)
+        return _TorchFakeQuantFloatZP.apply(x, _param(scale, x, axis, "scale", torch.float32), zf, qmin, qmax)
     if x.dtype == torch.float64:
         s32 = _check_scale_in(_param(scale, x, axis, "scale", torch.float32))
         return _TorchFakeQuant64.apply(x, s32, z, qmin, qmax, axis is not None)
@@ -294,6 +332,14 @@ def ste_mask(
     Taught in 06_qat.
     """
     s, z, qmin, qmax = _ste_args(x, scale, zero_point, qmin, qmax, axis)
+    if _float_zero_point(zero_point, axis):
+        s32 = _param(scale, x, axis, "scale", torch.float32)
+        zf = _param(zero_point, x, axis, "zero_point", torch.float32)
+        if x.dtype == torch.float64:
+            code = torch.round(x * (1.0 / s32).double() + zf.double())
+        else:
+            code = torch.round(x.float() * (1.0 / s32) + zf)
+        return (code >= qmin) & (code <= qmax)
     if x.dtype == torch.float64:
         s32 = _check_scale_in(_param(scale, x, axis, "scale", torch.float32))
         code = torch.round(x * (1.0 / s32).to(torch.float64)) + z

@@ -963,3 +963,41 @@ def test_exercise_checkers_report_unwritten_and_broken_answers(capsys):
     assert not check_step_grad("-1.4")
     out = capsys.readouterr().out
     assert "raised TypeError" in out and out.count("Hint") == 2
+
+
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("zp_dtype", [torch.float32, torch.float16])
+def test_float_zero_points_follow_torchs_float_rule(x_dtype, zp_dtype):
+    """Per channel, torch rounds ``x / scale + zp`` for a floating zero point (fractional allowed, any value)."""
+    from helpers.qat import fake_quant_ste, ste_mask
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 256, generator=g) * 4
+    x[:, :32] = (torch.randint(-40, 40, (8, 32), generator=g).float() + 0.5) * 0.25  # ties at scale 0.25
+    x = x.to(x_dtype)
+    s = torch.rand(8, generator=g) * 0.05 + 0.01
+    s[:3] = 0.25
+    z = torch.tensor([1.0, 3.0, -0.0, 0.3, -1.7, 2.0, 10.0, -5.5]).to(zp_dtype)
+    for qmin, qmax in ((-128, 127), (-8, 7), (0, 15)):
+        xr, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ours = fake_quant_ste(xr, s, z, qmin, qmax, axis=0)
+        ref = torch.fake_quantize_per_channel_affine(xt, s, z, 0, qmin, qmax)
+        assert ours.dtype == ref.dtype and torch.equal(ours, ref) and torch.equal(ours.signbit(), ref.signbit())
+        g_out = torch.randn(x.shape, generator=g).to(x_dtype)
+        ours.backward(g_out)
+        ref.backward(g_out)
+        assert torch.equal(xr.grad, xt.grad)
+        assert torch.equal(ste_mask(x, s, z, qmin, qmax, axis=0), xt.grad != 0) or bool((g_out == 0).any())
+    # whole odd zero points: the float rule and the int32 rule differ on ties, as in torch
+    ties = torch.tensor([[0.5, 1.5, 2.5, -0.5]] * 2)
+    one = torch.ones(2)
+    assert (
+        fake_quant_ste(ties, one, torch.tensor([1, 2], dtype=torch.int32), -128, 127, axis=0).tolist()
+        == [[0.0, 2.0, 2.0, 0.0]] * 2
+    )
+    assert fake_quant_ste(ties, one, torch.tensor([1.0, 2.0]), -128, 127, axis=0).tolist() == [
+        [1.0, 1.0, 3.0, -1.0],
+        [0.0, 2.0, 2.0, 0.0],
+    ]
+    with pytest.raises(ValueError, match="zero_point must contain only finite"):
+        fake_quant_ste(ties, one, torch.tensor([float("nan"), 0.0]), -128, 127, axis=0)
