@@ -207,3 +207,14 @@ def test_strict_load_refuses_a_busy_machine(monkeypatch, capsys):
     assert main(["--only", "affine", "--load-wait", "0", "--strict-load"]) == 3
     out = capsys.readouterr().out
     assert "WARNING: the 1-minute load average is 9.00" in out and "refusing to run" in out
+
+
+def test_meta_line_names_the_int8_instruction_set_when_recorded():
+    from tools.bench import _meta_line
+
+    meta = dict(json.loads(DEFAULT_JSON.read_text())["meta"])
+    meta.pop("cpu_capability", None), meta.pop("vnni", None)
+    assert "VNNI" not in _meta_line(meta)  # runs before 2026-12-02 did not record it
+    for vnni, words in ((True, "with VNNI"), (False, "without VNNI")):
+        line = _meta_line({**meta, "cpu_capability": "AVX2", "vnni": vnni})
+        assert f"ATen AVX2, {words}, " in line

@@ -62,9 +62,15 @@ def _load_text(meta: dict) -> str:
 
 
 def _meta_line(meta: dict) -> str:
+    # int8 speed depends on the CPU's int8 dot-product instruction (VNNI): recorded by runs from 2026-12-02 on
+    isa = (
+        f"ATen {meta['cpu_capability']}, {'with' if meta['vnni'] else 'without'} VNNI, "
+        if "cpu_capability" in meta and "vnni" in meta
+        else ""
+    )
     return (
         f"Measured by `python -m tools.bench` on {meta['date']} (Python {meta['python']}, torch {meta['torch']}, "
-        f"{meta['machine']}, {meta['cpu_count']} CPUs, {meta['torch_threads']} torch threads; whole run "
+        f"{meta['machine']}, {isa}{meta['cpu_count']} CPUs, {meta['torch_threads']} torch threads; whole run "
         f"{meta['total_seconds']} s; {_load_text(meta)})."
     )
 
@@ -369,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "vnni": bool(torch.cpu._is_vnni_supported()),
             "cpu_count": __import__("os").cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
