@@ -53,6 +53,7 @@ __all__ = [
     "mse",
     "sqnr_db",
     "GRANULARITIES",
+    "PER_CHANNEL_ZP_DTYPES",
     "CONVENTIONS",
     "SCHEMES",
     "DISTRIBUTIONS",
@@ -73,6 +74,8 @@ DISTRIBUTIONS = ("normal", "uniform", "relu", "heavy-tailed")
 _F32_EPS = torch.finfo(torch.float32).eps
 _F32_MAX = torch.finfo(torch.float32).max
 _F32_TINY = torch.finfo(torch.float32).tiny  # smallest normal float32: below it 1 / scale overflows
+# torch.fake_quantize_per_channel_affine takes only a float32 scale and these zero-point dtypes.
+PER_CHANNEL_ZP_DTYPES = (torch.int32, torch.float32, torch.float16)
 
 
 def qrange(bits: int = 8, signed: bool = True, restricted: bool = False) -> tuple[int, int]:
@@ -402,16 +405,12 @@ def fake_quantize(
         zp = _check_zero_point(zero_point, qmin, qmax)
     s = _broadcast_param(_as_param(scale, torch.float32), x, axis, group_size, "scale")
     z = _broadcast_param(zp.to(torch.float32), x, axis, group_size, "zero_point")
+    if float_zp:
+        return _float_zero_point_fake_quant(x, s, z, qmin, qmax)[0]
     if x.dtype == torch.float64 and axis is not None:  # torch's per-channel kernel works in float64
-        inv, zd, sd = (1.0 / s).double(), z.double(), s.double()
-        if float_zp:
-            return torch.round(x * inv + zd).clamp_(qmin, qmax).sub_(zd).add_(0.0).mul_(sd)
-        r = torch.round(x * inv)
+        zd, sd = z.double(), s.double()
+        r = torch.round(x * (1.0 / s).double())
         return torch.clamp(r, qmin - zd, qmax - zd).add_(0.0).mul_(sd)
-    if float_zp:  # torch rounds in float32, then takes (q - zp) * scale in float64
-        q = torch.round(x.float() * (1.0 / s) + z).clamp_(qmin, qmax)
-        out = q.double().sub_(z.double()).add_(0.0).mul_(s.double()).float()
-        return out if x.dtype == torch.float32 else out.to(x.dtype)
     r = torch.round(x.float() * (1.0 / s))
     if z.ndim == 0:
         r.clamp_(qmin - float(z), qmax - float(z))
@@ -421,6 +420,26 @@ def fake_quantize(
     return out if x.dtype == torch.float32 else out.to(x.dtype)
 
 
+def _float_zero_point_fake_quant(
+    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch's per-channel fake-quant with a floating zero point: ``(x_hat, mask)``, no validation.
+
+    ``scale`` and ``zero_point`` are float32 and broadcast against ``x``. Codes are
+    ``q = round(x * (1 / scale) + zero_point)`` (in float64 for float64 ``x``, else in float32); then
+    ``x_hat = (clamp(q, qmin, qmax) - zero_point) * scale`` in float64, rounded to ``x``'s dtype (float32
+    first), as torch's CPU kernel computes it; ``mask`` is ``qmin <= q <= qmax`` (where the STE passes the
+    gradient). Shared by ``fake_quantize`` and ``helpers.qat``'s STE.
+    """
+    if x.dtype == torch.float64:
+        code = torch.round(x * (1.0 / scale).double() + zero_point.double())
+    else:
+        code = torch.round(x.float() * (1.0 / scale) + zero_point)
+    mask = (code >= qmin) & (code <= qmax)
+    out = code.clamp_(qmin, qmax).double().sub_(zero_point.double()).add_(0.0).mul_(scale.double())
+    return (out if x.dtype == torch.float64 else out.float().to(x.dtype)), mask
+
+
 def _check_per_channel_dtypes(scale: float | torch.Tensor, zero_point: int | torch.Tensor) -> None:
     """The tensor dtypes ``torch.fake_quantize_per_channel_affine`` takes: float32 scale; int32/float32/float16 zp."""
     if isinstance(scale, torch.Tensor) and scale.dtype != torch.float32:
@@ -428,7 +447,7 @@ def _check_per_channel_dtypes(scale: float | torch.Tensor, zero_point: int | tor
             f"scale must be a float32 tensor for per-channel fake-quantization "
             f"(torch.fake_quantize_per_channel_affine's rule), got dtype {scale.dtype}: pass scale.float()"
         )
-    if isinstance(zero_point, torch.Tensor) and zero_point.dtype not in (torch.int32, torch.float32, torch.float16):
+    if isinstance(zero_point, torch.Tensor) and zero_point.dtype not in PER_CHANNEL_ZP_DTYPES:
         raise TypeError(
             f"zero_point must be an int32, float32 or float16 tensor for per-channel fake-quantization "
             f"(torch.fake_quantize_per_channel_affine's rule), got dtype {zero_point.dtype}: "

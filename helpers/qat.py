@@ -42,7 +42,7 @@ from helpers._validate import (
     check_positive,
     check_tensor,
 )
-from helpers.affine import affine_qparams, qrange
+from helpers.affine import PER_CHANNEL_ZP_DTYPES, _float_zero_point_fake_quant, affine_qparams, qrange
 from helpers.exercises import close, grade
 from helpers.models import as_model_dtype
 from helpers.observers import observer_range, run_hooked
@@ -118,8 +118,6 @@ def _param(
 # The input dtypes torch's fake-quant kernels accept. Like them, float16/bfloat16 inputs are computed in
 # float32 (scale stored as float32) and cast back; they are never rounded in half precision.
 FAKE_QUANT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-# torch.fake_quantize_per_channel_affine takes only a float32 scale and these zero-point dtypes.
-PER_CHANNEL_ZP_DTYPES = (torch.int32, torch.float32, torch.float16)
 # lsq_quantize: torch's learnable fake-quant (its LSQ kernel) takes float32 x and step; float64 runs the same formula.
 LSQ_DTYPES = (torch.float32, torch.float64)
 
@@ -242,23 +240,14 @@ def _float_zero_point(zero_point: int | torch.Tensor, axis: int | None) -> bool:
 
 
 class _TorchFakeQuantFloatZP(torch.autograd.Function):
-    """Per-channel fake quantization with a floating-point zero point, as torch's CPU kernel computes it.
-
-    Codes ``q = round(x * (1 / scale) + zp)`` (float32 for float32/float16/bfloat16 ``x``, float64 for
-    float64 ``x``), then ``(clamp(q, qmin, qmax) - zp) * scale`` in float64, rounded to ``x``'s dtype
-    (float32 first). The STE passes the gradient where ``qmin <= q <= qmax``.
-    """
+    """Per-channel fake quantization with a floating-point zero point, as torch's CPU kernel computes it
+    (``helpers.affine._float_zero_point_fake_quant``); the STE passes the gradient where ``qmin <= q <= qmax``."""
 
     @staticmethod
     def forward(ctx, x, scale32, zero_point, qmin, qmax):  # noqa: D102
-        if x.dtype == torch.float64:
-            code = torch.round(x * (1.0 / scale32).double() + zero_point.double())
-        else:
-            code = torch.round(x.float() * (1.0 / scale32) + zero_point.float())
-        mask = (code >= qmin) & (code <= qmax)
+        out, mask = _float_zero_point_fake_quant(x, scale32, zero_point, qmin, qmax)
         ctx.save_for_backward(mask)
-        out = code.clamp(qmin, qmax).double().sub_(zero_point.double()).add_(0.0).mul_(scale32.double())
-        return out if x.dtype == torch.float64 else out.float().to(x.dtype)
+        return out
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -335,11 +324,7 @@ def ste_mask(
     if _float_zero_point(zero_point, axis):
         s32 = _param(scale, x, axis, "scale", torch.float32)
         zf = _param(zero_point, x, axis, "zero_point", torch.float32)
-        if x.dtype == torch.float64:
-            code = torch.round(x * (1.0 / s32).double() + zf.double())
-        else:
-            code = torch.round(x.float() * (1.0 / s32) + zf)
-        return (code >= qmin) & (code <= qmax)
+        return _float_zero_point_fake_quant(x.detach(), s32, zf, qmin, qmax)[1]
     if x.dtype == torch.float64:
         s32 = _check_scale_in(_param(scale, x, axis, "scale", torch.float32))
         code = torch.round(x * (1.0 / s32).to(torch.float64)) + z
